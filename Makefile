@@ -1,0 +1,58 @@
+# The book's two commands: `make book` and `make test`. Everything installs into .venv on first use.
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PROFILE ?= quick
+SEED    ?= 0
+C       ?=
+
+# Datasets that cannot be downloaded at build time live beside the project in ../shared/data (see README).
+ifneq ($(wildcard ../shared/data),)
+export BOOK_DATA_DIR ?= $(abspath ../shared/data)
+endif
+export BOOK_CACHE_DIR ?= $(abspath _build/cache)
+
+.PHONY: help install book chapter test lint sync student clean
+
+help:
+	@echo "make book                      install, execute every chapter ($(PROFILE) profile), build the HTML"
+	@echo "make test                      install, then every check CI runs"
+	@echo "make chapter C=<slug> [PROFILE=full]   execute one chapter"
+	@echo "make student                   the student edition (no solutions) in _build/student"
+	@echo "make sync                      rewrite chapters/*.ipynb from chapters/*.md"
+	@echo "make clean                     remove _build"
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+book: install
+	@status=0; $(BIN)/python -m tools.execute --profile $(PROFILE) --seed $(SEED) || status=$$?; \
+	$(BIN)/python -m tools.build || status=$$?; \
+	if [ $$status -eq 0 ]; then echo "The book is at $(abspath _build/html/index.html)"; fi; exit $$status
+
+chapter: install
+	@test -n "$(C)" || { echo "usage: make chapter C=<slug> [PROFILE=full]"; exit 2; }
+	$(BIN)/python -m tools.execute $(C) --profile $(PROFILE) --seed $(SEED) --force
+
+lint: install
+	$(BIN)/ruff check lib tests tools
+	$(BIN)/ruff format --check lib tests tools
+
+test: install lint
+	$(BIN)/python -m pytest
+
+sync: install
+	$(BIN)/python -m tools.pairs sync
+
+student: install
+	$(BIN)/python -m tools.student
+
+clean:
+	rm -rf _build

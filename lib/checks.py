@@ -1,0 +1,132 @@
+"""Claim checks: compare a measured value with a paper's claim, print one line, record it, raise.
+
+Explained in chapter "Using this book". Every experiment of the book ends with `check(...)`.
+The runner (`tools/execute.py`) sets `BOOK_CLAIMS_FILE`; each check appends one JSON line there,
+and the reproducibility report is built from those lines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+
+RECORDS: list[ClaimRecord] = []
+"""Every check made in this process, in order."""
+
+
+class ClaimNotReproduced(AssertionError):
+    """Raised when a measured value does not satisfy the paper's claim."""
+
+
+@dataclass(frozen=True)
+class ClaimRecord:
+    """One claim check: what was claimed, what was measured, and whether it held."""
+
+    claim: str
+    value: float
+    comparison: str
+    threshold: str
+    outcome: str  # "reproduced", "not reproduced" or "skipped"
+    note: str = ""
+    chapter: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True unless the claim was checked and did not hold."""
+        return self.outcome != "not reproduced"
+
+
+def _fmt(x: float) -> str:
+    if isinstance(x, bool):
+        return str(x)
+    x = float(x)
+    if x == 0 or (1e-3 <= abs(x) < 1e5):
+        return f"{x:.4g}"
+    return f"{x:.3e}"
+
+
+def _compare(value: float, at_least, at_most, between, close_to, tol) -> tuple[bool, str, str]:
+    given = [
+        k
+        for k, v in (
+            ("at_least", at_least),
+            ("at_most", at_most),
+            ("between", between),
+            ("close_to", close_to),
+        )
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise TypeError(f"give exactly one of at_least, at_most, between, close_to (got {given or 'none'})")
+    if close_to is None and tol is not None:
+        raise TypeError("tol only goes with close_to")
+    kind = given[0]
+    if kind == "at_least":
+        return value >= at_least, "≥", _fmt(at_least)
+    if kind == "at_most":
+        return value <= at_most, "≤", _fmt(at_most)
+    if kind == "between":
+        lo, hi = between
+        if not lo <= hi:
+            raise ValueError(f"between=({lo}, {hi}) is empty")
+        return lo <= value <= hi, "∈", f"[{_fmt(lo)}, {_fmt(hi)}]"
+    if tol is None or tol < 0:
+        raise TypeError("close_to needs a tolerance tol >= 0")
+    return abs(value - close_to) <= tol, "≈", f"{_fmt(close_to)} ± {_fmt(tol)}"
+
+
+def check(
+    claim: str,
+    value: float,
+    *,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    between: tuple[float, float] | None = None,
+    close_to: float | None = None,
+    tol: float | None = None,
+    note: str = "",
+    skip: str | None = None,
+    record: bool = True,
+) -> ClaimRecord:
+    """Check `value` against the claim's threshold; print, record, and raise if it does not hold.
+
+    Exactly one of `at_least`, `at_most`, `between=(lo, hi)` or `close_to` (with `tol`) is given.
+    `skip="reason"` records the claim as not checked in this run (e.g. it needs the `full` profile);
+    the threshold is still validated, so a skipped check is a real check in the other profile.
+    `record=False` prints and raises as usual but keeps the check out of the report (for demonstrations).
+    Raises `ClaimNotReproduced` when the measured value does not satisfy the threshold.
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"check({claim!r}): value must be a number, got {value!r}") from err
+    ok, comparison, threshold = _compare(value, at_least, at_most, between, close_to, tol)
+    if math.isnan(value):
+        ok = False
+    if skip:
+        outcome, note = "skipped", (skip if not note else f"{skip}; {note}")
+    else:
+        outcome = "reproduced" if ok else "not reproduced"
+    result = ClaimRecord(
+        claim=claim,
+        value=value,
+        comparison=comparison,
+        threshold=threshold,
+        outcome=outcome,
+        note=note,
+        chapter=os.environ.get("BOOK_CHAPTER", ""),
+    )
+    path = os.environ.get("BOOK_CLAIMS_FILE")
+    if record:
+        RECORDS.append(result)
+        if path:
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(asdict(result), ensure_ascii=False) + "\n")
+    mark = {"reproduced": "✔ reproduced", "not reproduced": "✘ NOT reproduced", "skipped": "– skipped"}
+    line = f"{mark[outcome]}: {claim}: {_fmt(value)} {comparison} {threshold}"
+    print(line + (f"  ({note})" if note else ""))
+    if outcome == "not reproduced":
+        raise ClaimNotReproduced(line)
+    return result

@@ -1,0 +1,58 @@
+"""Experiment configs: one typed dataclass per experiment with a `quick` and a `full` preset.
+
+Explained in chapter "Using this book". Pattern::
+
+    @dataclass(frozen=True)
+    class HijackConfig(Config):
+        d: int = 64          # width
+        steps: int = 300     # training steps
+        PRESETS = {"quick": {}, "full": {"d": 256, "steps": 5000}}
+
+    cfg = HijackConfig.for_profile(run.profile)   # prints the sizes
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, ClassVar
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base class of experiment configs; subclasses are frozen dataclasses with `PRESETS`."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"quick": {}, "full": {}}
+
+    @classmethod
+    def for_profile(cls, profile: str, *, show: bool = True, **overrides: Any):
+        """Return the preset for `profile` (`quick` or `full`) with `overrides` applied; print it."""
+        if profile not in cls.PRESETS:
+            raise ValueError(
+                f"{cls.__name__} has no preset for profile {profile!r}; presets: {', '.join(cls.PRESETS)}."
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted((set(cls.PRESETS[profile]) | set(overrides)) - names)
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no field(s) {unknown}; fields: {sorted(names)}")
+        cfg = cls(**{**cls.PRESETS[profile], **overrides})
+        if show:
+            print(cfg.describe(profile))
+        return cfg
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the fields as a plain dict."""
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """Return a short stable hash of the class name and fields (for caching)."""
+        blob = json.dumps([type(self).__name__, self.as_dict()], sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def describe(self, profile: str | None = None) -> str:
+        """Return a readable table of the fields."""
+        head = f"{type(self).__name__}" + (f" [{profile}]" if profile else "")
+        width = max((len(f.name) for f in dataclasses.fields(self)), default=0)
+        rows = [f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]
+        return "\n".join([head, *rows])

@@ -1,0 +1,38 @@
+"""Shared fixtures: the executed and built book (once per test session)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tools import book
+
+
+@dataclass
+class BuiltBook:
+    execute_code: int
+    execute_output: str
+    build_code: int
+    build_output: str
+    report: dict
+    html: Path
+
+
+@pytest.fixture(scope="session")
+def built_book() -> BuiltBook:
+    """Execute every chapter (quick profile, cached when unchanged) and build the HTML strictly."""
+    env = {**os.environ, "BOOK_PROFILE": "quick"}
+    ex = subprocess.run([sys.executable, "-m", "tools.execute", "--profile", "quick"], cwd=book.ROOT, env=env,
+                        capture_output=True, text=True)
+    bu = subprocess.run([sys.executable, "-m", "tools.build"], cwd=book.ROOT, env=env, capture_output=True,
+                        text=True)
+    print(ex.stdout, ex.stderr, bu.stdout[-5000:], bu.stderr[-5000:], sep="\n")
+    rows = json.loads(book.REPORT_FILE.read_text())["chapters"] if book.REPORT_FILE.exists() else []
+    return BuiltBook(ex.returncode, ex.stdout + ex.stderr, bu.returncode, bu.stdout + bu.stderr,
+                     {r["chapter"]: r for r in rows}, book.HTML)

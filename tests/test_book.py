@@ -1,0 +1,46 @@
+"""Integration: every chapter executes in the quick profile with every claim reproduced; the strict build passes."""
+
+import pytest
+
+from tools import book
+
+pytestmark = pytest.mark.book
+SLUGS = book.chapter_slugs()
+QUICK_SECONDS, QUICK_MEMORY_MB = 180, 2048
+
+
+def test_every_chapter_executes(built_book):
+    assert built_book.execute_code == 0, built_book.execute_output
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_chapter_claims_and_budget(built_book, slug):
+    row = built_book.report.get(slug)
+    assert row is not None, f"{slug} missing from the execution report"
+    assert row["status"] == "ok", row.get("error")
+    assert row["profile"] == "quick"
+    claims = row["claims"]
+    assert claims, f"{slug} made no claim check"
+    failed = [c["claim"] for c in claims if c["outcome"] == "not reproduced"]
+    assert not failed, f"{slug}: not reproduced: {failed}"
+    assert any(c["outcome"] == "reproduced" for c in claims), f"{slug}: every claim was skipped"
+    assert row["seconds"] <= QUICK_SECONDS, f"{slug} took {row['seconds']} s in the quick profile"
+    assert row["peak_memory_mb"] <= QUICK_MEMORY_MB, f"{slug} peaked at {row['peak_memory_mb']} MB"
+
+
+def test_strict_build_passes(built_book):
+    assert built_book.build_code == 0, built_book.build_output[-3000:]
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_chapter_page_exists_with_provenance(built_book, slug):
+    page = built_book.html / "chapters" / f"{slug}.html"
+    assert page.exists()
+    text = page.read_text()
+    assert "Provenance." in text and f"#repro-{slug}" in text
+
+
+def test_reproducibility_page_lists_every_chapter(built_book):
+    text = (built_book.html / "reproducibility.html").read_text()
+    for slug in SLUGS:
+        assert f'id="repro-{slug}"' in text

@@ -1,0 +1,97 @@
+"""tools/: cache keys, the report page, pair checks, and a failing chapter run beside a passing one."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from tools import book, pairs, report
+
+HEADER = """---
+jupytext:
+  formats: ipynb,md:myst
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3 (ipykernel)
+  language: python
+  name: python3
+---
+"""
+
+
+def toy_chapter(path: Path, body: str) -> Path:
+    cell = "```{code-cell} ipython3\n:tags: [parameters]\n\nprofile = None\nseed = 0\n```\n\n"
+    path.write_text(f"{HEADER}\n# Toy {path.stem}\n\n{cell}```{{code-cell}} ipython3\n{body}\n```\n")
+    return path
+
+
+def test_cache_key_covers_lib_requirements_profile_and_seed(tmp_path, monkeypatch):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "a.py").write_text("x = 1\n")
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    source = toy_chapter(tmp_path / "c.md", "print(1)")
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    key = book.cache_key(source, "quick", 0)
+    assert key == book.cache_key(source, "quick", 0)
+    assert key != book.cache_key(source, "full", 0) and key != book.cache_key(source, "quick", 1)
+    (tmp_path / "lib" / "a.py").write_text("x = 2\n")
+    key2 = book.cache_key(source, "quick", 0)
+    assert key2 != key
+    (tmp_path / "requirements.txt").write_text("numpy==2\n")
+    assert book.cache_key(source, "quick", 0) != key2
+
+
+def test_report_page_and_provenance_line(monkeypatch):
+    monkeypatch.setattr(book, "chapter_slugs", lambda: ["toy"])
+    claim = {"claim": "acc | high", "value": 0.93, "comparison": "≥", "threshold": "0.9", "outcome": "reproduced"}
+    skipped = {**claim, "claim": "big", "outcome": "skipped", "note": "needs the full profile"}
+    row = {"chapter": "toy", "status": "ok", "profile": "quick", "device": "cpu", "seconds": 12.3,
+           "peak_memory_mb": 400.0, "seed": 0, "commit": "abc1234", "claims": [claim, skipped]}
+    page = report.render({"chapters": {"toy": row}}, {"toy": "Toy chapter"})
+    assert "| {ref}`Toy chapter <repro-toy>` | ok | quick | cpu | 12.3 | 400 | 1/1 (+1 skipped) |" in page
+    assert "(repro-toy)=" in page and "acc \\| high" in page and "needs the full profile" in page
+    line = report.provenance_line(row)
+    assert "`abc1234`" in line and "claims reproduced 1/1, 1 skipped" in line and "<repro-toy>" in line
+
+
+def test_pair_check_catches_disagreement_and_outputs(tmp_path):
+    source = toy_chapter(tmp_path / "p.md", "print(1)")
+    assert pairs.problems(source) and "no paired notebook" in pairs.problems(source)[0]
+    pairs.sync(source)
+    assert pairs.problems(source) == []
+    source.write_text(source.read_text().replace("print(1)", "print(2)"))
+    assert any("disagree" in p for p in pairs.problems(source))
+    pairs.sync(source)
+    nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="2\n")]
+    nbformat.write(nb, source.with_suffix(".ipynb"))
+    assert any("has outputs" in p for p in pairs.problems(source))
+
+
+def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
+    good = toy_chapter(
+        tmp_path / "good.md", "import lib\nrun = lib.start(profile, seed)\nlib.check('two is two', 2, close_to=2, tol=0)"
+    )
+    bad = toy_chapter(tmp_path / "bad.md", "x = 1\nraise RuntimeError('boom in the toy chapter')")
+    out, rep = tmp_path / "out", tmp_path / "report.json"
+    cmd = [sys.executable, "-m", "tools.execute", str(bad), str(good), "--out", str(out), "--report", str(rep)]
+    proc = subprocess.run(cmd, cwd=book.ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "FAILED: bad" in proc.stderr
+    rows = {r["chapter"]: r for r in json.loads(rep.read_text())["chapters"]}
+    assert rows["good"]["status"] == "ok" and (out / "chapters" / "good.ipynb").exists()
+    assert [c["outcome"] for c in rows["good"]["claims"]] == ["reproduced"]
+    assert rows["good"]["seconds"] > 0 and rows["good"]["peak_memory_mb"] > 10 and rows["good"]["device"] == "cpu"
+    err = rows["bad"]["error"]
+    assert rows["bad"]["status"] == "failed" and err["line"] == "RuntimeError: boom in the toy chapter"
+    assert err["cell_index"] is not None and "raise RuntimeError" in err["cell_source"]
+    assert not (out / "chapters" / "bad.ipynb").exists()
+    # An unchanged passing chapter is skipped on the next run.
+    again = subprocess.run(cmd[:3] + [str(good), "--out", str(out), "--report", str(rep)], cwd=book.ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "cached   good" in again.stdout

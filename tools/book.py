@@ -1,0 +1,94 @@
+"""Shared facts about the book's tree: where things are, which chapters exist, cache keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "_build"
+EXECUTED = BUILD / "executed"  # executed notebooks, chapters/<slug>.ipynb
+REPORTS = BUILD / "reports"
+REPORT_FILE = REPORTS / "execution.json"
+STAGE = BUILD / "book"  # the source tree Jupyter Book builds from
+HTML = BUILD / "html"
+TOP_PAGES = ("intro.md", "notation.md", "bibliography.md", "instructors.md")
+
+
+def toc_files(toc_path: Path | None = None) -> list[str]:
+    """Return every `file:` entry of `_toc.yml`, in order (root first)."""
+    toc = yaml.safe_load((toc_path or ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections"))
+            walk(entry.get("chapters"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return files
+
+
+def chapter_slugs() -> list[str]:
+    """Return the slugs of the chapters listed in `_toc.yml` (the `chapters/<slug>` entries)."""
+    return [f.split("/", 1)[1] for f in toc_files() if f.startswith("chapters/")]
+
+
+def chapter_source(slug: str) -> Path:
+    """Return `chapters/<slug>.md`, the source of truth of a chapter."""
+    return ROOT / "chapters" / f"{slug}.md"
+
+
+def chapter_notebook(slug: str) -> Path:
+    """Return `chapters/<slug>.ipynb`, the committed (output-free) pair of a chapter."""
+    return ROOT / "chapters" / f"{slug}.ipynb"
+
+
+def _hash_files(digest, paths) -> None:
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path).encode())
+        digest.update(path.read_bytes())
+
+
+def cache_key(source: Path, profile: str, seed: int) -> str:
+    """Return the key under which a passing execution of `source` can be reused.
+
+    It covers the chapter's source, every file in `lib/`, `requirements.txt`, the profile and the seed.
+    """
+    digest = hashlib.sha256()
+    _hash_files(digest, [source])
+    lib_files = [p for p in (ROOT / "lib").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    _hash_files(digest, lib_files)
+    _hash_files(digest, [ROOT / "requirements.txt"])
+    digest.update(json.dumps([profile, seed]).encode())
+    return digest.hexdigest()
+
+
+def load_report(path: Path = REPORT_FILE) -> dict:
+    """Return the execution report (`{"chapters": {slug: row}}`), empty when there is none."""
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return {"chapters": {}}
+        if isinstance(data.get("chapters"), list):
+            data["chapters"] = {row["chapter"]: row for row in data["chapters"]}
+        return data
+    return {"chapters": {}}
+
+
+def save_report(report: dict, path: Path = REPORT_FILE) -> None:
+    """Write the report with chapters as a list of rows (in TOC order where known)."""
+    order = {slug: i for i, slug in enumerate(chapter_slugs())}
+    rows = sorted(report["chapters"].values(), key=lambda r: (order.get(r["chapter"], 1e9), r["chapter"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({**report, "chapters": rows}, indent=2, ensure_ascii=False))
+    tmp.replace(path)

@@ -1,0 +1,73 @@
+"""Check or sync the jupytext pairs `chapters/<slug>.md` <-> `chapters/<slug>.ipynb`.
+
+python -m tools.pairs check    # exit 1 when a pair disagrees or a committed notebook has outputs
+python -m tools.pairs sync     # rewrite each .ipynb from its .md (the source of truth), without outputs
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from tools import book
+
+
+def paired_sources(folder: Path | None = None) -> list[Path]:
+    """Return every MyST notebook source (`.md` with a jupytext header) in `chapters/`."""
+    folder = folder or book.ROOT / "chapters"
+    return sorted(p for p in folder.glob("*.md") if "jupytext:" in p.read_text()[:400])
+
+
+def _cells(nb) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def problems(source: Path) -> list[str]:
+    """Return what is wrong with the pair of `source` (empty when it is in sync and output-free)."""
+    notebook = source.with_suffix(".ipynb")
+    if not notebook.exists():
+        return [f"{source.name}: no paired notebook {notebook.name} (run `make sync`)"]
+    text_nb = jupytext.read(source)
+    ipynb = nbformat.read(notebook, as_version=4)
+    out = []
+    if _cells(text_nb) != _cells(ipynb):
+        out.append(f"{source.name} and {notebook.name} disagree (run `make sync`)")
+    for i, cell in enumerate(ipynb.cells):
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
+            out.append(f"{notebook.name}: cell {i} has outputs; commit notebooks without outputs (`make sync`)")
+            break
+    return out
+
+
+def sync(source: Path) -> None:
+    """Write `source`'s notebook from the `.md`, keeping the pairing metadata, with no outputs."""
+    nb = jupytext.read(source)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    jupytext.write(nb, source.with_suffix(".ipynb"), fmt="ipynb")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv not in (["check"], ["sync"]):
+        print(__doc__, file=sys.stderr)
+        return 2
+    sources = paired_sources()
+    if argv == ["sync"]:
+        for source in sources:
+            sync(source)
+            print(f"synced {source.name} -> {source.with_suffix('.ipynb').name}")
+        return 0
+    found = [p for s in sources for p in problems(s)]
+    for p in found:
+        print(f"error: {p}", file=sys.stderr)
+    print(f"{len(sources)} pair(s) checked, {len(found)} problem(s)")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
