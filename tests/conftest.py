@@ -28,11 +28,21 @@ class BuiltBook:
 def built_book() -> BuiltBook:
     """Execute every chapter (quick profile, cached when unchanged) and build the HTML strictly."""
     env = {**os.environ, "BOOK_PROFILE": "quick"}
-    ex = subprocess.run([sys.executable, "-m", "tools.execute", "--profile", "quick"], cwd=book.ROOT, env=env,
-                        capture_output=True, text=True)
-    bu = subprocess.run([sys.executable, "-m", "tools.build"], cwd=book.ROOT, env=env, capture_output=True,
-                        text=True)
+    ex = subprocess.run(
+        [sys.executable, "-m", "tools.execute", "--profile", "quick"],
+        cwd=book.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    bu = subprocess.run([sys.executable, "-m", "tools.build"], cwd=book.ROOT, env=env, capture_output=True, text=True)
     print(ex.stdout, ex.stderr, bu.stdout[-5000:], bu.stderr[-5000:], sep="\n")
     rows = json.loads(book.REPORT_FILE.read_text())["chapters"] if book.REPORT_FILE.exists() else []
-    return BuiltBook(ex.returncode, ex.stdout + ex.stderr, bu.returncode, bu.stdout + bu.stderr,
-                     {r["chapter"]: r for r in rows}, book.HTML)
+    return BuiltBook(
+        ex.returncode,
+        ex.stdout + ex.stderr,
+        bu.returncode,
+        bu.stdout + bu.stderr,
+        {r["chapter"]: r for r in rows},
+        book.HTML,
+    )

@@ -50,8 +50,17 @@ def test_report_page_and_provenance_line(monkeypatch):
     monkeypatch.setattr(book, "chapter_slugs", lambda: ["toy"])
     claim = {"claim": "acc | high", "value": 0.93, "comparison": "≥", "threshold": "0.9", "outcome": "reproduced"}
     skipped = {**claim, "claim": "big", "outcome": "skipped", "note": "needs the full profile"}
-    row = {"chapter": "toy", "status": "ok", "profile": "quick", "device": "cpu", "seconds": 12.3,
-           "peak_memory_mb": 400.0, "seed": 0, "commit": "abc1234", "claims": [claim, skipped]}
+    row = {
+        "chapter": "toy",
+        "status": "ok",
+        "profile": "quick",
+        "device": "cpu",
+        "seconds": 12.3,
+        "peak_memory_mb": 400.0,
+        "seed": 0,
+        "commit": "abc1234",
+        "claims": [claim, skipped],
+    }
     page = report.render({"chapters": {"toy": row}}, {"toy": "Toy chapter"})
     assert "| {ref}`Toy chapter <repro-toy>` | ok | quick | cpu | 12.3 | 400 | 1/1 (+1 skipped) |" in page
     assert "(repro-toy)=" in page and "acc \\| high" in page and "needs the full profile" in page
@@ -75,7 +84,8 @@ def test_pair_check_catches_disagreement_and_outputs(tmp_path):
 
 def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
     good = toy_chapter(
-        tmp_path / "good.md", "import lib\nrun = lib.start(profile, seed)\nlib.check('two is two', 2, close_to=2, tol=0)"
+        tmp_path / "good.md",
+        "import lib\nrun = lib.start(profile, seed)\nlib.check('two is two', 2, close_to=2, tol=0)",
     )
     bad = toy_chapter(tmp_path / "bad.md", "x = 1\nraise RuntimeError('boom in the toy chapter')")
     out, rep = tmp_path / "out", tmp_path / "report.json"
@@ -92,6 +102,11 @@ def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
     assert err["cell_index"] is not None and "raise RuntimeError" in err["cell_source"]
     assert not (out / "chapters" / "bad.ipynb").exists()
     # An unchanged passing chapter is skipped on the next run.
-    again = subprocess.run(cmd[:3] + [str(good), "--out", str(out), "--report", str(rep)], cwd=book.ROOT,
-                           capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        cmd[:3] + [str(good), "--out", str(out), "--report", str(rep)],
+        cwd=book.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and "cached   good" in again.stdout

@@ -16,6 +16,7 @@ REPORT_FILE = REPORTS / "execution.json"
 STAGE = BUILD / "book"  # the source tree Jupyter Book builds from
 HTML = BUILD / "html"
 TOP_PAGES = ("intro.md", "notation.md", "bibliography.md", "instructors.md")
+ASSETS = ("_config.yml", "_toc.yml", "references.bib", "logo.png")
 
 
 def toc_files(toc_path: Path | None = None) -> list[str]:

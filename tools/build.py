@@ -14,6 +14,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -38,18 +39,44 @@ def _write(path: Path, data: bytes) -> None:
         path.write_bytes(data)
 
 
-def stage(dest: Path = book.STAGE, executed: Path = book.EXECUTED, report_file: Path = book.REPORT_FILE) -> list[str]:
-    """Write the source tree of the book into `dest`; return the problems that stop the build."""
+GPU_NOTE = (
+    "**GPU.** The `full` profile of this chapter is sized for one GPU. In Colab choose *Runtime → Change runtime "
+    "type → GPU* before running it; locally, `lib` uses CUDA whenever it is present."
+)
+
+
+def insert_under_title(nb: nbformat.NotebookNode, text: str) -> None:
+    """Insert a markdown cell with `text` right under the notebook's `# ` title (splitting its cell)."""
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.splitlines()
+        at = next((j for j, line in enumerate(lines) if line.startswith("# ")), None)
+        if at is None:
+            continue
+        head, rest = "\n".join(lines[: at + 1]), "\n".join(lines[at + 1 :]).strip("\n")
+        note = nbformat.v4.new_markdown_cell(text)
+        note.metadata["tags"] = ["provenance"]
+        new = [nbformat.v4.new_markdown_cell(head), note] + ([nbformat.v4.new_markdown_cell(rest)] if rest else [])
+        nb.cells[i : i + 1] = new
+        return
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
+
+
+def stage(
+    dest: Path = book.STAGE,
+    executed: Path = book.EXECUTED,
+    report_file: Path = book.REPORT_FILE,
+    transform: Callable[[nbformat.NotebookNode], nbformat.NotebookNode] | None = None,
+    transform_text: Callable[[str], str] | None = None,
+) -> list[str]:
+    """Write the source tree of the book into `dest`; return the problems that stop the build.
+
+    `transform` rewrites each chapter notebook and `transform_text` each top-level page before they are
+    written (the student edition strips solutions with them).
+    """
     problems = []
-    wanted = {
-        "_build",
-        "chapters",
-        "reproducibility.md",
-        "_config.yml",
-        "_toc.yml",
-        "references.bib",
-        *book.TOP_PAGES,
-    }
+    wanted = {"_build", "chapters", "reproducibility.md", *book.ASSETS, *book.TOP_PAGES}
     if dest.exists():  # remove what is no longer part of the book; keep Sphinx's cache in _build
         for child in dest.iterdir():
             if child.name not in wanted:
@@ -57,8 +84,11 @@ def stage(dest: Path = book.STAGE, executed: Path = book.EXECUTED, report_file: 
         for old in (dest / "chapters").glob("*"):
             if old.stem not in book.chapter_slugs():
                 old.unlink()
-    for name in ("_config.yml", "_toc.yml", "references.bib", *book.TOP_PAGES):
-        _write(dest / name, (book.ROOT / name).read_bytes())
+    for name in (*book.ASSETS, *book.TOP_PAGES):
+        text = (book.ROOT / name).read_bytes()
+        if transform_text is not None and name.endswith(".md"):
+            text = transform_text(text.decode()).encode()
+        _write(dest / name, text)
     data = book.load_report(report_file)
     titles = {}
     for slug in book.chapter_slugs():
@@ -72,23 +102,43 @@ def stage(dest: Path = book.STAGE, executed: Path = book.EXECUTED, report_file: 
         if row is None:
             problems.append(f"chapter {slug!r} is missing from the execution report")
         else:
-            first_md = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"), -1)
-            cell = nbformat.v4.new_markdown_cell(report.provenance_line(row))
-            cell.metadata["tags"] = ["provenance"]
-            nb.cells.insert(first_md + 1, cell)
+            lines = [report.provenance_line(row)] + ([GPU_NOTE] if nb.metadata.get("accelerator") == "GPU" else [])
+            insert_under_title(nb, "\n\n".join(lines))
         nb.metadata.pop("papermill", None)
+        if transform is not None:
+            nb = transform(nb)
         _write(dest / "chapters" / f"{slug}.ipynb", nbformat.writes(nb).encode())
     _write(dest / "reproducibility.md", report.render(data, titles).encode())
     return problems
 
 
-def build(dest: Path = book.STAGE, html_link: Path = book.HTML) -> int:
+def dedupe_inline_scripts(page: Path) -> None:
+    """Drop repeated identical `<script>` lines from a built page.
+
+    Works around sphinx-thebe 0.3.1 under this Jupyter Book: it adds its inline configuration script twice,
+    and the second copy redeclares `const THEBE_JS_URL`, a JavaScript error on every page.
+    """
+    lines = page.read_text().splitlines(keepends=True)
+    seen, kept = set(), []
+    for line in lines:
+        key = line.strip()
+        if key.startswith("<script") and key in seen:
+            continue
+        seen.add(key)
+        kept.append(line)
+    if len(kept) != len(lines):
+        page.write_text("".join(kept))
+
+
+def build(dest: Path = book.STAGE, html_link: Path | None = book.HTML) -> int:
     """Run Jupyter Book on the staged tree, strictly; return its exit code and link `_build/html`."""
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb), "build", str(dest), "--builder", "html", "-W", "-n", "--keep-going", "--quiet"]
     code = subprocess.run(cmd, cwd=book.ROOT).returncode
     target = dest / "_build" / "html"
-    if target.exists() and dest == book.STAGE:
+    for page in target.rglob("*.html"):
+        dedupe_inline_scripts(page)
+    if target.exists() and html_link is not None and dest == book.STAGE:
         if html_link.is_symlink() or html_link.exists():
             html_link.unlink() if html_link.is_symlink() else shutil.rmtree(html_link)
         html_link.symlink_to(target.relative_to(html_link.parent))

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tools import book
@@ -157,7 +157,7 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
             "threads": threads,
             "commit": commit,
             "torch": run.get("torch_version"),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "claims": claims,
             "key": book.cache_key(source, args.profile, args.seed),
         }

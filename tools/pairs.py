@@ -45,10 +45,14 @@ def problems(source: Path) -> list[str]:
 def sync(source: Path) -> None:
     """Write `source`'s notebook from the `.md`, keeping the pairing metadata, with no outputs."""
     nb = jupytext.read(source)
-    for cell in nb.cells:
+    target = source.with_suffix(".ipynb")
+    old_ids = [c.get("id") for c in nbformat.read(target, as_version=4).cells] if target.exists() else []
+    for i, cell in enumerate(nb.cells):
+        if i < len(old_ids) and old_ids[i]:  # keep cell ids stable, so diffs show only real changes
+            cell["id"] = old_ids[i]
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-    jupytext.write(nb, source.with_suffix(".ipynb"), fmt="ipynb")
+    jupytext.write(nb, target, fmt="ipynb")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,119 @@
+"""The HTML in a real browser: headless Chromium (Debian's) over the index and every chapter page.
+
+Checks: math typeset by MathJax (no raw TeX left), every image loads, no JavaScript errors, launch and
+download buttons with the right targets, the search page finds a chapter's term, dark mode renders.
+Saves a screenshot of each page in `_build/screenshots/`. Without Chromium the test skips with one line,
+except under CI (`CI=true`), where a missing browser is a failure.
+"""
+
+import functools
+import http.server
+import os
+import shutil
+import threading
+
+import pytest
+
+from tools import book
+
+pytestmark = [pytest.mark.book, pytest.mark.browser]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = ["intro", "reproducibility"] + [f"chapters/{slug}" for slug in book.chapter_slugs()]
+SHOTS = book.BUILD / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser(built_book):
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs Debian's chromium for the browser test (.ci/run installs it)")
+        pytest.skip("browser test skipped: no chromium on this machine (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(built_book.html.resolve()))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium, f"http://127.0.0.1:{server.server_address[1]}"
+        chromium.close()
+    server.shutdown()
+
+
+def open_page(browser, path):
+    chromium, base = browser
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{base}/{path}", wait_until="load")
+    page.wait_for_load_state("networkidle")
+    return page, errors
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_page_renders(browser, path):
+    page, errors = open_page(browser, f"{path}.html")
+    page.wait_for_function("() => !window.MathJax || (window.MathJax.startup && window.MathJax.startup.promise)")
+    page.evaluate("() => window.MathJax ? window.MathJax.startup.promise : null")
+    untypeset = page.evaluate(
+        "() => [...document.querySelectorAll('.math')].filter(e => !e.querySelector('mjx-container')).length"
+    )
+    assert untypeset == 0, f"{untypeset} math element(s) left as raw TeX"
+    raw = page.evaluate("() => document.querySelector('main').innerText")
+    assert "$$" not in raw and "\\frac" not in raw and "\\begin{" not in raw
+    broken = page.evaluate(
+        "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+    )
+    assert not broken, f"images that did not load: {broken}"
+    alts = page.evaluate("() => [...document.querySelectorAll('main img')].filter(i => !i.alt).map(i => i.src)")
+    assert not alts, f"images without alt text: {alts}"
+    if path.startswith("chapters/"):
+        slug = path.split("/", 1)[1]
+        assert page.locator("mjx-container").count() > 0
+        colab = page.locator("a[href*='colab.research.google.com']").get_attribute("href")
+        binder = page.locator("a[href*='mybinder.org']").get_attribute("href")
+        assert colab.endswith(f"/chapters/{slug}.ipynb") and binder.endswith(f"chapters/{slug}.ipynb")
+        assert page.locator(f"a[href$='_sources/chapters/{slug}.ipynb']").count() == 1
+        assert page.locator("text=Provenance.").count() == 1
+        assert page.locator("figure img").count() > 0, "a chapter without a figure"
+    page.screenshot(path=str(SHOTS / f"{path.replace('/', '-')}.png"), full_page=False)
+    assert not errors, f"JavaScript errors: {errors}"
+    page.close()
+
+
+def test_search_finds_a_chapter_term(browser):
+    page, errors = open_page(browser, "search.html?q=profile")
+    page.wait_for_selector("ul.search li", timeout=15000)
+    hits = page.locator("ul.search li a").all_inner_texts()
+    assert any("Using this book" in h for h in hits), hits
+    page.screenshot(path=str(SHOTS / "search.png"))
+    assert not errors, errors
+    page.close()
+
+
+def test_dark_mode_renders(browser):
+    page, errors = open_page(browser, "intro.html")
+    page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; localStorage.setItem('theme', 'dark'); }")
+    page.wait_for_timeout(300)
+    rgb = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    channels = [int(x) for x in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
+    assert sum(channels) / 3 < 80, f"dark mode background is {rgb}"
+    page.screenshot(path=str(SHOTS / "intro-dark.png"))
+    assert not errors, errors
+    page.close()

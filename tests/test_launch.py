@@ -1,0 +1,52 @@
+"""Students: Colab and Binder links open existing notebooks, the setup cell comes first, Binder runs on a CPU torch."""
+
+import re
+
+import pytest
+import yaml
+
+from tools import book, pairs, setup_cells
+
+SOURCES = pairs.paired_sources()
+REPO = yaml.safe_load((book.ROOT / "_config.yml").read_text())["repository"]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
+def test_setup_cell_first_and_gpu_metadata(source):
+    assert setup_cells.problems(source) == []
+    url, tag = setup_cells.repository()
+    assert url == REPO["url"].rstrip("/") and f"git+{url}@{tag}" in setup_cells.setup_source()
+
+
+def test_setup_cell_check_catches_a_missing_setup_cell(tmp_path):
+    text = (book.ROOT / "chapters" / "using-this-book.md").read_text()
+    broken = tmp_path / "paper-x.md"
+    broken.write_text(text.replace("except ImportError:", "except ModuleNotFoundError:"))
+    found = setup_cells.problems(broken)
+    assert any("not the setup cell" in p for p in found) and any("GPU request" in p for p in found)
+
+
+def test_binder_uses_cpu_torch_and_the_book_pins():
+    binder = (book.ROOT / "binder" / "requirements.txt").read_text()
+    assert "download.pytorch.org/whl/cpu" in binder and "torch==2.13.0+cpu" in binder
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (book.ROOT / "requirements.txt").read_text(), re.M))
+    for name, version in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", binder, re.M):
+        if name != "torch":
+            assert pins.get(name) == version, f"binder pins {name}=={version}, requirements.txt {pins.get(name)}"
+    assert "pip install --no-deps -e ." in (book.ROOT / "binder" / "postBuild").read_text()
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_launch_links_point_at_the_chapter_notebook(built_book, slug):
+    html = (built_book.html / "chapters" / f"{slug}.html").read_text()
+    owner_repo = REPO["url"].rstrip("/").removeprefix("https://github.com/")
+    colab = re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', html)
+    binder = re.findall(r'href="(https://mybinder\.org/[^"]+)"', html)
+    assert colab == [
+        f"https://colab.research.google.com/github/{owner_repo}/blob/{REPO['branch']}/chapters/{slug}.ipynb"
+    ]
+    assert len(binder) == 1 and binder[0].startswith(f"https://mybinder.org/v2/gh/{owner_repo}/{REPO['branch']}?")
+    assert binder[0].endswith(f"chapters/{slug}.ipynb")
+    assert book.chapter_notebook(slug).exists()  # the path both links open exists in the repository
+    assert f'href="../_sources/chapters/{slug}.ipynb"' in html

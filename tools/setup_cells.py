@@ -1,0 +1,100 @@
+"""Check or write each chapter's setup cell and Colab GPU request, from `_config.yml` and `pyproject.toml`.
+
+    python -m tools.setup_cells check   # exit 1 when a chapter's first code cell is not the setup cell
+    python -m tools.setup_cells write   # rewrite the setup cells (and Colab metadata) in chapters/*.md
+
+The setup cell installs `lib` from the book's repository (`repository.url` in `_config.yml`, the one place the
+address is configured) pinned to the release tag `v<version>` of `pyproject.toml`, only when `import lib` fails.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+
+import yaml
+
+from tools import book, pairs
+
+CPU_ONLY = {"using-this-book"}  # chapters whose full profile does not want a GPU
+SETUP_TEMPLATE = """\
+# Setup: on Colab or Binder, install the book's library `lib` when it is missing.
+try:
+    import lib
+except ImportError:
+    import subprocess
+    import sys
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "{requirement}"])
+    import lib"""
+FIRST_CODE_CELL = re.compile(r"```\{code-cell\}[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)\n```", re.DOTALL)
+GPU_METADATA = "accelerator: GPU\ncolab:\n  gpuType: T4\n"
+
+
+def repository() -> tuple[str, str]:
+    """Return the repository URL (from `_config.yml`) and the release tag (from `pyproject.toml`)."""
+    config = yaml.safe_load((book.ROOT / "_config.yml").read_text())
+    version = tomllib.loads((book.ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return config["repository"]["url"].rstrip("/"), f"v{version}"
+
+
+def setup_source() -> str:
+    """Return the canonical setup cell."""
+    url, tag = repository()
+    return SETUP_TEMPLATE.format(requirement=f"ml-theory-book-lib @ git+{url}@{tag}")
+
+
+def wants_gpu(slug: str) -> bool:
+    """True when the chapter's full profile wants a GPU (Colab is asked for one)."""
+    return slug not in CPU_ONLY
+
+
+def problems(source) -> list[str]:
+    """Return what is wrong with the setup cell and Colab metadata of a chapter source."""
+    text = source.read_text()
+    match = FIRST_CODE_CELL.search(text)
+    out = []
+    if not match or match.group(2).strip() != setup_source():
+        out.append(
+            f"{source.name}: the first code cell is not the setup cell (run `python -m tools.setup_cells write`)"
+        )
+    header = text.split("\n---\n", 1)[0]
+    if wants_gpu(source.stem) and "accelerator: GPU" not in header:
+        out.append(f"{source.name}: no Colab GPU request in the notebook metadata")
+    return out
+
+
+def write(source) -> bool:
+    """Rewrite the setup cell and GPU metadata of `source`; return True when it changed."""
+    text = source.read_text()
+    match = FIRST_CODE_CELL.search(text)
+    new = text
+    if match and "import lib" in match.group(2):
+        new = text[: match.start(2)] + setup_source() + text[match.end(2) :]
+    if wants_gpu(source.stem) and "accelerator: GPU" not in new.split("\n---\n", 1)[0]:
+        new = new.replace("\nkernelspec:\n", "\n" + GPU_METADATA + "kernelspec:\n", 1)
+    if new != text:
+        source.write_text(new)
+        pairs.sync(source)
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv not in (["check"], ["write"]):
+        print(__doc__, file=sys.stderr)
+        return 2
+    sources = pairs.paired_sources()
+    if argv == ["write"]:
+        for source in sources:
+            print(f"{'rewrote' if write(source) else 'unchanged'} {source.name}")
+        return 0
+    found = [p for s in sources for p in problems(s)]
+    for p in found:
+        print(f"error: {p}", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
