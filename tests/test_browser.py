@@ -81,8 +81,16 @@ def test_page_renders(browser, path):
         "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
     )
     assert not broken, f"images that did not load: {broken}"
-    alts = page.evaluate("() => [...document.querySelectorAll('main img')].filter(i => !i.alt).map(i => i.src)")
-    assert not alts, f"images without alt text: {alts}"
+    bad_alt = page.evaluate(
+        "() => [...document.querySelectorAll('article img')]"
+        ".filter(i => !i.alt || i.alt.length < 12 || /\\.(png|svg|jpe?g)$/.test(i.alt)).map(i => i.src)"
+    )
+    assert not bad_alt, f"images without a real alt text: {bad_alt}"
+    uncaptioned = page.evaluate(
+        "() => [...document.querySelectorAll('article .cell_output img')]"
+        ".filter(i => !(i.closest('figure') && i.closest('figure').querySelector('figcaption'))).map(i => i.src)"
+    )
+    assert not uncaptioned, f"figures without a caption: {uncaptioned}"
     if path.startswith("chapters/"):
         slug = path.split("/", 1)[1]
         assert page.locator("mjx-container").count() > 0

@@ -20,7 +20,7 @@ def test_setup_cell_first_and_gpu_metadata(source):
 
 def test_setup_cell_check_catches_a_missing_setup_cell(tmp_path):
     text = (book.ROOT / "chapters" / "using-this-book.md").read_text()
-    broken = tmp_path / "paper-x.md"
+    broken = tmp_path / "paper-x.md"  # a chapter whose full profile wants a GPU, with no notebook yet
     broken.write_text(text.replace("except ImportError:", "except ModuleNotFoundError:"))
     found = setup_cells.problems(broken)
     assert any("not the setup cell" in p for p in found) and any("GPU request" in p for p in found)

@@ -79,3 +79,9 @@ def test_start_records_provenance(monkeypatch, tmp_path, capsys):
     assert "profile=quick" in capsys.readouterr().out
     with pytest.raises(TypeError, match="seed must be an int"):
         runtime.start("quick", "0")
+
+
+def test_one_thread_restores_the_setting():
+    before = torch.get_num_threads()
+    inside = runtime.one_thread(torch.get_num_threads)()
+    assert inside == 1 and torch.get_num_threads() == before

@@ -110,3 +110,25 @@ def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
         timeout=300,
     )
     assert again.returncode == 0 and "cached   good" in again.stdout
+
+
+def test_chapter_runs_as_a_plain_script(tmp_path):
+    source = book.chapter_source("using-this-book")
+    out, figures = tmp_path / "summary.json", tmp_path / "figures"
+    cmd = [sys.executable, "-m", "tools.script", str(source), "--profile", "quick", "--figures", str(figures)]
+    proc = subprocess.run([*cmd, "--out", str(out)], cwd=book.ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    assert summary["status"] == "ok" and summary["profile"] == "quick"
+    assert [c["outcome"] for c in summary["claims"]].count("reproduced") >= 3
+    assert sorted(p.name for p in figures.glob("*.png")) == ["using-this-book-01.png"]
+
+
+def test_links_to_chapter_sources_point_at_notebooks_in_the_build():
+    from tools.build import link_notebooks
+
+    text = "[](using-this-book.md), [x](chapters/dyck-no-pe.md#sec), [b](../bibliography.md), [o](other.md)"
+    out = link_notebooks(text, ["using-this-book", "dyck-no-pe"])
+    assert (
+        out == "[](using-this-book.ipynb), [x](chapters/dyck-no-pe.ipynb#sec), [b](../bibliography.md), [o](other.md)"
+    )

@@ -19,6 +19,15 @@ TOP_PAGES = ("intro.md", "notation.md", "bibliography.md", "instructors.md")
 ASSETS = ("_config.yml", "_toc.yml", "references.bib", "logo.png")
 
 
+CPU_ONLY = {"using-this-book"}  # chapters whose full profile does not want a GPU
+COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4"}}  # notebook metadata: Colab opens a GPU runtime
+
+
+def wants_gpu(slug: str) -> bool:
+    """True when the chapter's full profile wants a GPU (its notebook asks Colab for one)."""
+    return slug not in CPU_ONLY
+
+
 def toc_files(toc_path: Path | None = None) -> list[str]:
     """Return every `file:` entry of `_toc.yml`, in order (root first)."""
     toc = yaml.safe_load((toc_path or ROOT / "_toc.yml").read_text())

@@ -11,6 +11,7 @@ from the `.ipynb` side of each pair, so launch buttons open notebooks and no pag
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +44,12 @@ GPU_NOTE = (
     "**GPU.** The `full` profile of this chapter is sized for one GPU. In Colab choose *Runtime → Change runtime "
     "type → GPU* before running it; locally, `lib` uses CUDA whenever it is present."
 )
+
+
+def link_notebooks(text: str, slugs: list[str]) -> str:
+    """Point Markdown links at chapter sources (`x.md`, `chapters/x.md`) to the built notebooks (`.ipynb`)."""
+    names = "|".join(re.escape(s) for s in slugs)
+    return re.sub(rf"\]\(((?:\./|chapters/)?(?:{names}))\.md(#[^)]*)?\)", r"](\1.ipynb\2)", text) if names else text
 
 
 def insert_under_title(nb: nbformat.NotebookNode, text: str) -> None:
@@ -86,8 +93,9 @@ def stage(
                 old.unlink()
     for name in (*book.ASSETS, *book.TOP_PAGES):
         text = (book.ROOT / name).read_bytes()
-        if transform_text is not None and name.endswith(".md"):
-            text = transform_text(text.decode()).encode()
+        if name.endswith(".md"):
+            page = link_notebooks(text.decode(), book.chapter_slugs())
+            text = (transform_text(page) if transform_text is not None else page).encode()
         _write(dest / name, text)
     data = book.load_report(report_file)
     titles = {}
@@ -102,9 +110,12 @@ def stage(
         if row is None:
             problems.append(f"chapter {slug!r} is missing from the execution report")
         else:
-            lines = [report.provenance_line(row)] + ([GPU_NOTE] if nb.metadata.get("accelerator") == "GPU" else [])
+            lines = [report.provenance_line(row)] + ([GPU_NOTE] if book.wants_gpu(slug) else [])
             insert_under_title(nb, "\n\n".join(lines))
         nb.metadata.pop("papermill", None)
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = link_notebooks(cell.source, book.chapter_slugs())
         if transform is not None:
             nb = transform(nb)
         _write(dest / "chapters" / f"{slug}.ipynb", nbformat.writes(nb).encode())

@@ -52,6 +52,8 @@ def sync(source: Path) -> None:
             cell["id"] = old_ids[i]
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    if book.wants_gpu(source.stem):  # Colab opens a GPU runtime for chapters whose full profile wants one
+        nb.metadata.update(book.COLAB_GPU)
     jupytext.write(nb, target, fmt="ipynb")
 
 

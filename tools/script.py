@@ -1,6 +1,7 @@
 """Run a chapter as a plain Python script (no Jupyter needed), e.g. on a GPU server.
 
     python -m tools.script chapters/<slug>.md [--profile quick|full|auto] [--seed 0] [--figures DIR] [--out FILE]
+    python -m tools.script chapters/<slug>.md --emit DIR   # only write DIR/<slug>.py (for a machine without jupytext)
 
 Converts the MyST notebook to a Python script with jupytext, then runs it in `chapters/` with the profile
 and seed in the environment. With `--figures DIR`, every figure the chapter shows is saved there as PNG;
@@ -31,7 +32,8 @@ def _show(*args, **kwargs):
     if _figdir:
         for num in _plt.get_fignums():
             _count[0] += 1
-            _plt.figure(num).savefig(_os.path.join(_figdir, f"{_os.environ['BOOK_CHAPTER']}-{_count[0]:02d}.png"))
+            _name = f"{_os.environ.get('BOOK_CHAPTER', 'chapter')}-{_count[0]:02d}.png"
+            _plt.figure(num).savefig(_os.path.join(_figdir, _name))
     _plt.close("all")
 _plt.show = _show
 """
@@ -54,10 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figures", type=Path, help="save every figure here as PNG")
     parser.add_argument("--out", type=Path, help="write a JSON summary here")
+    parser.add_argument("--emit", type=Path, help="write the script(s) into this folder and stop")
     args = parser.parse_args(argv)
     source = args.chapter.with_suffix(".md").resolve()
     if not source.exists():
         raise SystemExit(f"error: no chapter source {source}")
+    if args.emit:
+        args.emit.mkdir(parents=True, exist_ok=True)
+        (args.emit / f"{source.stem}.py").write_text(to_script(source))
+        print(f"wrote {args.emit / (source.stem + '.py')} (run it in chapters/ with BOOK_PROFILE and BOOK_CHAPTER set)")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / f"{source.stem}.py"
         script.write_text(to_script(source).replace("\nseed = 0\n", f"\nseed = {args.seed}\n", 1))

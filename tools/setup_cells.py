@@ -1,4 +1,4 @@
-"""Check or write each chapter's setup cell and Colab GPU request, from `_config.yml` and `pyproject.toml`.
+"""Check or write each chapter's setup cell (from `_config.yml` and `pyproject.toml`) and Colab GPU request.
 
     python -m tools.setup_cells check   # exit 1 when a chapter's first code cell is not the setup cell
     python -m tools.setup_cells write   # rewrite the setup cells (and Colab metadata) in chapters/*.md
@@ -13,11 +13,11 @@ import re
 import sys
 import tomllib
 
+import nbformat
 import yaml
 
 from tools import book, pairs
 
-CPU_ONLY = {"using-this-book"}  # chapters whose full profile does not want a GPU
 SETUP_TEMPLATE = """\
 # Setup: on Colab or Binder, install the book's library `lib` when it is missing.
 try:
@@ -29,7 +29,6 @@ except ImportError:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "{requirement}"])
     import lib"""
 FIRST_CODE_CELL = re.compile(r"```\{code-cell\}[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)\n```", re.DOTALL)
-GPU_METADATA = "accelerator: GPU\ncolab:\n  gpuType: T4\n"
 
 
 def repository() -> tuple[str, str]:
@@ -45,11 +44,6 @@ def setup_source() -> str:
     return SETUP_TEMPLATE.format(requirement=f"ml-theory-book-lib @ git+{url}@{tag}")
 
 
-def wants_gpu(slug: str) -> bool:
-    """True when the chapter's full profile wants a GPU (Colab is asked for one)."""
-    return slug not in CPU_ONLY
-
-
 def problems(source) -> list[str]:
     """Return what is wrong with the setup cell and Colab metadata of a chapter source."""
     text = source.read_text()
@@ -59,9 +53,11 @@ def problems(source) -> list[str]:
         out.append(
             f"{source.name}: the first code cell is not the setup cell (run `python -m tools.setup_cells write`)"
         )
-    header = text.split("\n---\n", 1)[0]
-    if wants_gpu(source.stem) and "accelerator: GPU" not in header:
-        out.append(f"{source.name}: no Colab GPU request in the notebook metadata")
+    notebook = source.with_suffix(".ipynb")
+    if book.wants_gpu(source.stem):
+        meta = nbformat.read(notebook, as_version=4).metadata if notebook.exists() else {}
+        if meta.get("accelerator") != "GPU":
+            out.append(f"{notebook.name}: no Colab GPU request in the notebook metadata (run `make sync`)")
     return out
 
 
@@ -72,11 +68,9 @@ def write(source) -> bool:
     new = text
     if match and "import lib" in match.group(2):
         new = text[: match.start(2)] + setup_source() + text[match.end(2) :]
-    if wants_gpu(source.stem) and "accelerator: GPU" not in new.split("\n---\n", 1)[0]:
-        new = new.replace("\nkernelspec:\n", "\n" + GPU_METADATA + "kernelspec:\n", 1)
     if new != text:
         source.write_text(new)
-        pairs.sync(source)
+    pairs.sync(source)
     return new != text
 
 

@@ -1,0 +1,179 @@
+"""Tests of lib/dyck.py against independent references (string reduction, counters, brute force)."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from lib import dyck
+from lib.dyck import DyckVocab
+
+
+def reduce_dyck(word: list[int], k: int) -> bool:
+    """Independent Dyck_k check: delete adjacent matching pairs until nothing changes."""
+    s = "".join(chr(65 + t) if t < k else chr(97 + t - k) for t in word)
+    pairs = [chr(65 + t) + chr(97 + t) for t in range(k)]
+    while True:
+        new = s
+        for p in pairs:
+            new = new.replace(p, "")
+        if new == s:
+            return s == ""
+        s = new
+
+
+def counters_shuffle(word: list[int], k: int) -> bool:
+    """Independent Shuffle-Dyck_k check: every type's count never negative, zero at the end."""
+    c = [0] * k
+    for t in word:
+        c[t % k] += 1 if t < k else -1
+        if min(c) < 0:
+            return False
+    return all(x == 0 for x in c)
+
+
+def strip(w: np.ndarray, k: int) -> list[int]:
+    return [int(t) for t in w if t != DyckVocab(k).pad]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_generated_words_are_balanced(k):
+    rng = np.random.default_rng(0)
+    n = rng.integers(0, 12, size=200)
+    for lang, ref in (("dyck", reduce_dyck), ("shuffle", counters_shuffle)):
+        words = dyck.sample_words(lang, n, k, rng)
+        assert words.shape == (200, 2 * n.max())
+        for w, m in zip(words, n):
+            w = strip(w, k)
+            assert len(w) == 2 * m and ref(w, k)
+        assert dyck.recognise(words, k, lang).all()
+
+
+def test_dyck_sampler_is_uniform_over_words():
+    # Dyck_1 words with 3 pairs: Catalan(3) = 5, each with probability 1/5.
+    rng = np.random.default_rng(1)
+    words = dyck.sample_dyck(np.full(20000, 3), 1, rng)
+    _, counts = np.unique(words, axis=0, return_counts=True)
+    assert len(counts) == 5
+    assert np.abs(counts / 20000 - 0.2).max() < 0.015
+
+
+@pytest.mark.parametrize("lang", ["dyck", "shuffle"])
+def test_recogniser_matches_reference_on_all_short_strings(lang):
+    k = 2
+    ref = reduce_dyck if lang == "dyck" else counters_shuffle
+    for L in range(1, 7):
+        words = np.array(list(itertools.product(range(2 * k), repeat=L)), dtype=np.int64)
+        want = np.array([ref(list(w), k) for w in words])
+        assert (dyck.recognise(words, k, lang) == want).all()
+
+
+@pytest.mark.parametrize("lang", ["dyck", "shuffle"])
+def test_oracle_agrees_with_brute_force(lang):
+    k = 2
+    vocab = DyckVocab(k)
+    ref = reduce_dyck if lang == "dyck" else counters_shuffle
+    # All words of the language up to length 8, and all their prefixes.
+    words = [w for L in range(0, 9, 2) for w in itertools.product(range(2 * k), repeat=L) if ref(list(w), k)]
+    language = set(words)
+    prefixes = {w[:i] for w in words for i in range(len(w) + 1)}
+    for L in range(0, 4):
+        strings = np.array(list(itertools.product(range(2 * k), repeat=L)), dtype=np.int64)
+        strings = strings.reshape(len(strings), L)
+        seqs = np.concatenate([np.full((len(strings), 1), vocab.bos), strings], axis=1)
+        mask = dyck.valid_next(seqs, k, lang)[:, -1]
+        for p, row in zip(strings, mask):
+            p = tuple(int(t) for t in p)
+            for tok in range(2 * k):
+                assert row[tok] == (p + (tok,) in prefixes), (p, tok)
+            assert row[vocab.eos] == (p in language)
+            assert not row[vocab.bos] and not row[vocab.pad]
+
+
+def test_random_strings_rejected_correctly():
+    k = 2
+    rng = np.random.default_rng(2)
+    strings = np.concatenate([dyck.random_strings(500, 8, k, rng), dyck.random_strings(500, 10, k, rng)[:, :8]])
+    got = dyck.recognise(strings, k)
+    want = np.array([reduce_dyck(list(w), k) for w in strings])
+    assert (got == want).all() and want.sum() < 50
+    near = dyck.perturb(dyck.sample_dyck(np.full(300, 6), k, rng), rng, k)
+    want = np.array([reduce_dyck(strip(w, k), k) for w in near])
+    assert (dyck.recognise(near, k) == want).all() and 0 < want.sum() < 300
+
+
+def test_construction_recovers_position_and_depth():
+    k = 3
+    rng = np.random.default_rng(3)
+    words = dyck.sample_dyck(np.full(8, 250), k, rng)
+    seqs = dyck.to_sequences(words, k, end=False)
+    pos, depth = dyck.position_and_depth(seqs, k)
+    true_pos, true_depth = dyck.true_position_and_depth(seqs, k)
+    assert pos.dtype == torch.float64
+    assert np.abs(pos.numpy() - true_pos).max() < 1e-9
+    assert np.abs(depth.numpy() - true_depth).max() < 1e-9
+    a = dyck.layer1_uniform(seqs, k).numpy()
+    assert np.allclose(a[0, :, 0], 1.0 / (np.arange(seqs.shape[1]) + 1.0), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("lang", ["dyck", "shuffle"])
+def test_construction_recogniser_matches_oracle(lang):
+    k = 2
+    rng = np.random.default_rng(4)
+    valid = dyck.sample_words(lang, rng.integers(1, 15, size=100), k, rng)
+    near = dyck.perturb(valid, rng, k)
+    rand = dyck.random_strings(100, 6, k, rng)
+    for words in (valid, near, rand):
+        seqs = dyck.to_sequences(words, k, end=False)
+        got = dyck.construction_recognise(seqs, k, lang).numpy()
+        assert (got == dyck.recognise(words, k, lang)).all()
+
+
+def test_construction_generator_matches_oracle():
+    k = 3
+    rng = np.random.default_rng(5)
+    words = dyck.perturb(dyck.sample_dyck(rng.integers(1, 10, size=60), k, rng), rng, k)
+    seqs = dyck.to_sequences(np.concatenate([words, dyck.sample_dyck(np.full(60, 9), k, rng)]), k)
+    assert (dyck.construction_next_tokens(seqs, k).numpy() == dyck.valid_next(seqs, k)).all()
+    samples = dyck.construction_generate(40, k, 30, rng, p_end=0.3)
+    vocab = DyckVocab(k)
+    ended = (samples == vocab.eos).any(axis=1)
+    body = np.where(samples == vocab.eos, vocab.pad, samples)[:, 1:]
+    assert ended.sum() > 15 and dyck.recognise(body[ended], k).all()
+
+
+def test_without_start_token_position_is_lost():
+    k = 2
+    n = 12
+    opens = np.zeros((1, n), dtype=np.int64)  # "((((((((((((": all positions look the same
+    with_start = np.concatenate([[[DyckVocab(k).bos]], opens], axis=1)
+    a = dyck.layer1_uniform(opens, k).numpy()
+    assert np.all(a[0, :, 0] == 0.0)  # no start token: the position coordinate is 0 everywhere
+    h = dyck.stacked_attention_outputs(opens, DyckVocab(k).size)
+    assert (h[0] - h[0, :1]).abs().max() < 1e-12  # every position gets the same state
+    h = dyck.stacked_attention_outputs(with_start, DyckVocab(k).size)
+    assert (h[0, 2:] - h[0, 1:2]).abs().max() > 1e-3  # with the start token they differ
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError):
+        DyckVocab(0)
+    with pytest.raises(ValueError):
+        dyck.sample_words("english", 3, 2, np.random.default_rng(0))
+    with pytest.raises(ValueError):
+        dyck.valid_next(np.zeros((2, 3), dtype=np.int64), 2)
+    with pytest.raises(ValueError):
+        dyck.sample_dyck(np.array([1.5]), 2, np.random.default_rng(0))
+
+
+def test_training_helpers_run_and_lower_loss():
+    small = dict(d_model=16, n_layers=1, n_heads=2, d_ff=16, steps=12, batch=16, lr=3e-3)
+    cfg = dyck.LengthGenConfig.for_profile("quick", show=False, test_max_pairs=30, n_eval=8, **small)
+    model, losses = dyck.train_dyck_model(cfg, "none", seed=0)
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    acc = dyck.accuracy_by_length(model, cfg, seed=0)
+    assert acc.shape == (len(cfg.bins()),) and ((0 <= acc) & (acc <= 1)).all()
+    samples = dyck.sample_model(model, cfg.k, 16, 20, seed=0)
+    frac, count = dyck.valid_fraction_by_length(samples, cfg.k, [0, 10, 20])
+    assert count.sum() <= 16 and frac.shape == (2,)
