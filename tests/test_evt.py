@@ -1,0 +1,108 @@
+"""Tests of lib.evt: generalized Pareto fits against scipy and truth; POT tail probabilities."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from lib.evt import fit_pot, gpd_fit_mle, gpd_fit_scipy, gpd_loglik, gpd_survival, pot_from_exceedances
+
+
+@pytest.mark.parametrize("xi", [-0.3, 0.0, 0.2, 0.5])
+def test_gpd_shape_recovered_at_2000_samples(xi):
+    y = stats.genpareto.rvs(xi, scale=1.5, size=(4, 2000), random_state=np.random.default_rng(1))
+    xi_v, sigma_v = gpd_fit_mle(y)
+    xi_s, sigma_s = gpd_fit_scipy(y)
+    assert np.all(np.abs(xi_v - xi) < 0.1)
+    assert np.all(np.abs(xi_s - xi) < 0.1)
+    np.testing.assert_allclose(xi_v, xi_s, atol=1e-3)
+    np.testing.assert_allclose(sigma_v, sigma_s, rtol=1e-3)
+
+
+def test_vectorised_mle_likelihood_at_least_scipy_on_small_samples():
+    rng = np.random.default_rng(2)
+    y = stats.genpareto.rvs(0.2, scale=1.0, size=(40, 30), random_state=rng)
+    a, b = gpd_fit_mle(y)
+    c, d = gpd_fit_scipy(y)
+    ll = lambda xi, s: stats.genpareto.logpdf(y, xi[:, None], scale=s[:, None]).sum(1)  # noqa: E731
+    assert np.all(ll(a, b) >= ll(c, d) - 1e-6)
+    np.testing.assert_allclose(gpd_loglik(y, a, b), ll(a, b), rtol=1e-10)
+    np.testing.assert_allclose(gpd_loglik(y, np.zeros(40), b), ll(np.zeros(40), b), rtol=1e-10)
+    assert gpd_loglik(np.array([[1.0, 5.0]]), np.array([-0.5]), np.array([1.0]))[0] == -np.inf
+
+
+def test_very_heavy_tails_over_many_orders_of_magnitude():
+    y = stats.genpareto.rvs(4.0, scale=1e-6, size=(10, 45), random_state=np.random.default_rng(6))
+    a, b = gpd_fit_mle(y)
+    c, d = gpd_fit_scipy(y)
+    assert np.all(gpd_loglik(y, a, b) >= gpd_loglik(y, c, d) - 1e-6 * np.abs(gpd_loglik(y, c, d)))
+    np.testing.assert_allclose(a, c, atol=1e-3)
+
+
+def test_ragged_rows_with_mask_match_separate_fits():
+    rng = np.random.default_rng(3)
+    rows = [stats.expon.rvs(size=n, random_state=rng) for n in (50, 80, 120)]
+    Y = np.full((3, 120), np.nan)
+    for i, r in enumerate(rows):
+        Y[i, : r.size] = r
+    xi, sigma = gpd_fit_mle(Y)
+    xi_c, sigma_c = gpd_fit_mle(Y, chunk=1)  # one row per block
+    np.testing.assert_allclose(xi_c, xi, atol=1e-6)
+    for i, r in enumerate(rows):
+        xi1, sigma1 = gpd_fit_mle(r)
+        assert xi[i] == pytest.approx(xi1[0], abs=1e-6)
+        assert sigma[i] == pytest.approx(sigma1[0], rel=1e-6)
+
+
+def test_gpd_survival_matches_scipy_including_finite_endpoint():
+    x = np.linspace(0, 6, 31)
+    for xi in (-0.5, 0.0, 0.3):
+        np.testing.assert_allclose(gpd_survival(x, xi, 2.0), stats.genpareto.sf(x, xi, scale=2.0), atol=1e-12)
+    assert gpd_survival(5.0, -0.5, 2.0) == 0.0  # beyond the endpoint 4
+
+
+@pytest.mark.parametrize(
+    "dist", [stats.expon(), stats.t(df=4), stats.lognorm(s=0.6)], ids=["exponential", "student-t", "lognormal"]
+)
+def test_pot_tail_probability_of_known_distribution(dist):
+    X = dist.rvs(size=(40000, 1), random_state=np.random.default_rng(4))
+    pot = fit_pot(X, quantile=0.9)
+    for q in (0.99, 0.999):
+        x = dist.ppf(q)
+        assert pot.tail_probability(np.array([x]))[0] == pytest.approx(1 - q, rel=0.25)
+
+
+def test_degenerate_filters_constant_few_exceedances_and_endpoint():
+    rng = np.random.default_rng(5)
+    N = 200
+    X = np.column_stack(
+        [
+            np.zeros(N),  # constant (a dead filter)
+            np.r_[np.zeros(N - 3), [1.0, 2.0, 3.0]],  # 3 exceedances: too few to fit
+            rng.uniform(0, 1, N),  # finite endpoint (xi = -1)
+            rng.exponential(1.0, N),  # ordinary
+        ]
+    )
+    pot = fit_pot(X, quantile=0.9, min_exceed=5)
+    assert pot.fitted.tolist() == [False, False, True, True]
+    assert pot.xi[2] < -0.5
+    p = pot.tail_probability(np.array([[0.0, 0.0, 0.5, 0.1], [1.0, 2.5, 1.5, 4.0]]))
+    assert np.all(p[0] == 1.0)  # at or below the threshold: not in the tail
+    assert p[1, 0] == pytest.approx(1 / (N + 1))  # unfitted: smoothed empirical, nothing above
+    assert p[1, 1] == pytest.approx(2 / (N + 1))  # one reference value (3.0) above 2.5
+    assert p[1, 2] == 0.0  # beyond the fitted finite endpoint
+    assert 0 < p[1, 3] < 0.05  # exact: exp(-4) = 0.018
+
+
+def test_errors_are_clear():
+    with pytest.raises(ValueError, match="quantile"):
+        fit_pot(np.ones((10, 2)), quantile=1.0)
+    with pytest.raises(ValueError, match="samples"):
+        fit_pot(np.ones(10))
+    with pytest.raises(ValueError, match=">= 0"):
+        gpd_fit_mle(np.array([[-1.0, 2.0]]))
+    with pytest.raises(ValueError, match="method"):
+        pot_from_exceedances(np.zeros(1), np.ones((1, 5)), 50, method="pwm")
+    pot = fit_pot(np.random.default_rng(0).exponential(size=(100, 3)))
+    with pytest.raises(ValueError, match="variables"):
+        pot.tail_probability(np.ones(2))
+    assert np.isnan(gpd_fit_mle(np.array([[1.0, 1.0, 1.0]]))[0][0])

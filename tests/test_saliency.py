@@ -1,0 +1,161 @@
+"""Tests of lib.saliency against per-example loops, brute force, numpy and scipy."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import stats
+
+from lib import saliency as sal
+from lib.cnn import SmallCNN, filter_table
+from lib.evt import fit_pot
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model = SmallCNN((3, 4), pool_after=(1,), num_classes=3).eval()
+    X = torch.rand(6, 1, 8, 8)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    return model, X, y
+
+
+def loop_saliency(model, X, y):
+    rows = []
+    for i in range(X.shape[0]):
+        model.zero_grad()
+        F.cross_entropy(model(X[i : i + 1]), y[i : i + 1]).backward()
+        rows.append(torch.cat([m.weight.grad.abs().flatten(1).mean(1) for m in model.convs.values()]))
+    return torch.stack(rows)
+
+
+def test_vmap_saliency_equals_per_example_loop(tiny):
+    model, X, y = tiny
+    torch.testing.assert_close(sal.filter_saliency(model, X, y, batch=4), loop_saliency(model, X, y))
+
+
+def test_streaming_reference_stats_match_numpy(tiny):
+    model, X, y = tiny
+    S = loop_saliency(model, X, y).double()
+    ref = sal.reference_statistics(model, X, y, quantile=0.5, batch=4)
+    torch.testing.assert_close(ref.mean, S.mean(0))
+    torch.testing.assert_close(ref.std, S.std(0))
+    keep = int(np.ceil(0.5 * 6)) + 1
+    torch.testing.assert_close(ref.top, S.sort(0, descending=True).values[:keep])
+    pot = ref.pot(min_exceed=1)
+    np.testing.assert_allclose(pot.threshold, S.sort(0, descending=True).values[keep - 1].numpy(), rtol=1e-6)
+    assert np.all(pot.n_exceed <= keep - 1)
+
+
+def test_zscore_ranking_equals_gaussian_tail_ranking():
+    """Proposition 1: with normal saliencies, decreasing z-score = increasing tail probability."""
+    rng = np.random.default_rng(0)
+    mu, sd = rng.uniform(1, 3, 40), rng.uniform(0.1, 2, 40)
+    R = torch.from_numpy(mu + sd * rng.standard_normal((500, 40)))
+    ref = sal.ReferenceStats.empty(40, 60)
+    ref.update(R[:250])
+    ref.update(R[250:])
+    S = torch.from_numpy(mu + sd * rng.standard_normal((5, 40)))
+    z = sal.zscore(S, ref)
+    tail = stats.norm.sf(S.numpy(), ref.mean.numpy(), ref.std.numpy())
+    assert torch.equal(sal.rank_by_zscore(z), torch.from_numpy(np.argsort(tail, axis=1, kind="stable")))
+
+
+def test_zscore_of_constant_filter_and_pot_tie_breaking():
+    ref = sal.ReferenceStats.empty(3, 3)
+    ref.update(torch.tensor([[0.0, 1.0, 2.0], [0.0, 2.0, 4.0], [0.0, 3.0, 9.0]]))
+    z = sal.zscore(torch.tensor([[0.0, 2.0, 5.0], [1.0, 2.0, 5.0]]), ref)
+    assert z[0, 0] == 0 and z[1, 0] == torch.inf
+    p = torch.tensor([[0.0, 0.0, 0.5, 1.0]])
+    zz = torch.tensor([[1.0, 3.0, 9.0, 2.0]])
+    assert sal.rank_by_pot(p, zz).tolist() == [[1, 0, 2, 3]]
+
+
+def test_pot_pvalues_match_lib_evt():
+    rng = np.random.default_rng(1)
+    R = rng.exponential(size=(400, 5))
+    ref = sal.ReferenceStats.empty(5, int(np.ceil(0.1 * 400)) + 1)
+    ref.update(torch.from_numpy(R))
+    pot_stream = ref.pot()
+    pot_batch = fit_pot(R, quantile=0.9)
+    S = torch.from_numpy(rng.exponential(3.0, size=(4, 5)))
+    p1 = sal.pot_pvalues(S, pot_stream).numpy()
+    p2 = pot_batch.tail_probability(S.numpy())
+    both = (p1 < 1) & (p2 < 1)
+    np.testing.assert_allclose(p1[both], p2[both], rtol=0.3)
+
+
+def test_layer_share_and_detection_rank_by_brute_force():
+    layer_of = torch.tensor([0, 0, 1, 1, 1, 2])
+    ranking = torch.tensor([[5, 0, 2, 1, 3, 4], [2, 3, 4, 0, 1, 5]])
+    share = sal.layer_share(ranking, layer_of, 3)
+    assert share.tolist() == pytest.approx([1 / 6, 4 / 6, 1 / 6])
+    assert sal.detection_rank(ranking, 4).tolist() == [6, 3]
+    with pytest.raises(ValueError, match="k must"):
+        sal.layer_share(ranking, layer_of, 7)
+
+
+@pytest.mark.parametrize("mode", ["prune", "finetune"])
+def test_edit_and_evaluate_matches_explicit_edits(tiny, mode):
+    model, X, y = tiny
+    _, layer_of, index_in = filter_table(model)
+    ranking = sal.random_ranking(X.shape[0], layer_of.numel(), seed=1)
+    k, lr = 3, 0.5
+    res = sal.edit_and_evaluate(model, X, y, ranking, (k,), mode=mode, lr=lr, batch=4)
+    p0 = F.softmax(model(X), -1).detach()
+    drops, corrected = [], []
+    for i in range(X.shape[0]):
+        m = copy.deepcopy(model)
+        convs = list(m.convs.values())
+        if mode == "finetune":
+            m.zero_grad()
+            F.cross_entropy(m(X[i : i + 1]), y[i : i + 1]).backward()
+        with torch.no_grad():
+            for f in ranking[i, :k].tolist():
+                w = convs[int(layer_of[f])].weight
+                j = int(index_in[f])
+                w[j] = 0.0 if mode == "prune" else w[j] - lr * w.grad[j]
+        p1 = F.softmax(m(X[i : i + 1]), -1)[0].detach()
+        wrong = int(p0[i].argmax())
+        drops.append(float(p0[i, wrong] - p1[wrong]))
+        corrected.append(float(p1.argmax() == y[i]))
+    assert res["drop_incorrect"][0] == pytest.approx(np.mean(drops), abs=1e-5)
+    assert res["corrected"][0] == pytest.approx(np.mean(corrected))
+
+
+def test_plant_malicious_filter_changes_only_that_filter(tiny):
+    model, _, _ = tiny
+    bad = sal.plant_malicious_filter(model, 5, kind="flip", scale=2.0)
+    w0, w1 = model.convs.conv2.weight, bad.convs.conv2.weight
+    torch.testing.assert_close(w1[2], -2.0 * w0[2])
+    torch.testing.assert_close(w1[[0, 1, 3]], w0[[0, 1, 3]])
+    torch.testing.assert_close(bad.convs.conv1.weight, model.convs.conv1.weight)
+    noisy = sal.plant_malicious_filter(model, 0, kind="noise", scale=3.0)
+    w0 = model.convs.conv1.weight[0].detach()
+    delta = noisy.convs.conv1.weight[0].detach() - w0
+    assert float(delta.norm()) == pytest.approx(3.0 * float(w0.norm()), rel=1e-5)
+    with pytest.raises(ValueError, match="filter_index"):
+        sal.plant_malicious_filter(model, 99)
+
+
+def test_synthetic_saliencies_exact_tail_is_uniform_under_the_null():
+    for heavy in (False, True):
+        _, _, p, _ = sal.synthetic_saliencies(20, 10, 2000, heavy=heavy, seed=0)
+        assert stats.kstest(p.ravel()[::7], "uniform").pvalue > 1e-3
+
+
+def test_errors_are_clear(tiny):
+    model, X, y = tiny
+    with pytest.raises(ValueError, match="labels"):
+        sal.filter_saliency(model, X, y[:3])
+    with pytest.raises(ValueError, match="quantile"):
+        sal.reference_statistics(model, X, y, quantile=0.0)
+    with pytest.raises(ValueError, match="mode"):
+        sal.edit_and_evaluate(model, X, y, torch.zeros(6, 7, dtype=torch.long), (1,), mode="retrain")
+    ref = sal.ReferenceStats.empty(7, 3)
+    with pytest.raises(ValueError, match="matrix"):
+        ref.update(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="fewer reference"):
+        ref.pot()
