@@ -1,0 +1,201 @@
+"""Tests of the induction-head / knowledge-hijack module (lib/induction.py)."""
+
+import math
+
+import pytest
+import torch
+
+from lib.induction import (
+    AssociativeMemoryTransformer,
+    InductionConfig,
+    MemoryWeights,
+    TwoLayerInductionModel,
+    closed_form_logits,
+    designed_prompts,
+    dirichlet_bigram,
+    exact_logits,
+    hijack_threshold,
+    hijack_tokens,
+    icl_accuracy,
+    make_task,
+    sample_chain,
+    sample_sequences,
+    stationary_distribution,
+    theorem_counts,
+    train_induction_model,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_dirichlet_rows_and_stationary_law():
+    P = dirichlet_bigram(7, 0.5, seed=3)
+    assert P.dtype == torch.float64 and torch.allclose(P.sum(1), torch.ones(7, dtype=torch.float64))
+    pi = stationary_distribution(P)
+    assert torch.allclose(pi @ P, pi, atol=1e-12) and math.isclose(pi.sum().item(), 1.0)
+    # independent check: the power method
+    v = torch.full((7,), 1 / 7, dtype=torch.float64)
+    for _ in range(2000):
+        v = v @ P
+    assert torch.allclose(pi, v, atol=1e-9)
+
+
+def test_bigram_empirical_frequencies_match_the_matrix():
+    task = make_task(N=6, K=1, alpha=1.0, seed=1, random_triggers=False)
+    z = sample_sequences(task, B=1500, L=60, generator=gen(2)).tokens
+    prev, nxt = z[:, :-1].flatten(), z[:, 1:].flatten()
+    q = int(task.fixed_triggers[0])
+    for i in range(6):
+        if i == q:
+            continue  # after the trigger comes the sequence's output token, not a bigram draw
+        sel = nxt[prev == i]
+        freq = torch.bincount(sel, minlength=6).to(torch.float64) / len(sel)
+        se = torch.sqrt(task.P[i] * (1 - task.P[i]) / len(sel))
+        assert ((freq - task.P[i]).abs() <= 5 * se + 1e-3).all(), (i, freq, task.P[i])
+    # the first token follows the stationary law
+    first = torch.bincount(z[:, 0], minlength=6).to(torch.float64) / z.shape[0]
+    assert (first - task.pi).abs().max() < 0.05
+
+
+def test_plain_chain_frequencies_and_exclusion():
+    P = dirichlet_bigram(5, 1.0, seed=0)
+    z = sample_chain(P, 800, 50, gen(1), exclude=torch.tensor([2]))
+    assert not (z == 2).any()
+    prev, nxt = z[:, :-1].flatten(), z[:, 1:].flatten()
+    Q = P.clone()
+    Q[:, 2] = 0
+    Q = Q / Q.sum(1, keepdim=True)
+    sel = nxt[prev == 0]
+    freq = torch.bincount(sel, minlength=5).to(torch.float64) / len(sel)
+    assert (freq - Q[0]).abs().max() < 0.03
+
+
+@pytest.mark.parametrize("random_triggers", [False, True])
+def test_every_trigger_is_followed_by_its_output(random_triggers):
+    task = make_task(N=12, K=3, alpha=0.3, seed=0, random_triggers=random_triggers)
+    batch = sample_sequences(task, B=40, L=50, generator=gen(5))
+    z, trig, out = batch.tokens, batch.triggers, batch.outputs
+    # outputs are never triggers
+    assert not (out[:, :, None] == trig[:, None, :]).any()
+    for b in range(z.shape[0]):  # brute force over sequences, positions and triggers
+        seen = set()
+        for t in range(1, z.shape[1]):
+            for k in range(task.K):
+                if z[b, t - 1] == trig[b, k]:
+                    assert z[b, t] == out[b, k]
+            expected = int(z[b, t - 1]) in seen and int(z[b, t - 1]) in trig[b].tolist()
+            assert bool(batch.icl_mask[b, t]) == expected
+            if int(z[b, t - 1]) in trig[b].tolist():
+                seen.add(int(z[b, t - 1]))
+    if not random_triggers:
+        assert (trig == task.fixed_triggers).all()
+
+
+def test_theorem_counts_brute_force():
+    z = torch.tensor([[3, 1, 2, 1, 2, 0, 1, 4, 1]])  # q = 1
+    n_q, c, m = theorem_counts(z)
+    assert n_q.item() == 3  # positions 2, 4, 7 follow a 1
+    assert c[0].tolist() == [0, 0, 2, 0, 1]
+    assert m[0].tolist() == [1, 4, 2, 1, 1]
+
+
+def _prompts(P, B, L, seed):
+    z = sample_chain(P, B, L, gen(seed))
+    clash = z[:, 0] == z[:, -1]
+    z[:, 0] = torch.where(clash, (z[:, 0] + 1) % P.shape[0], z[:, 0])  # the theorem assumes z_0 != q
+    return z
+
+
+def test_hand_wired_logits_equal_the_closed_form_in_float64():
+    P = dirichlet_bigram(8, 0.5, seed=0)
+    w = MemoryWeights(beta1=40.0, beta2=2.5, lam=1.7, lam_G=0.8)
+    model = AssociativeMemoryTransformer(P, max_len=40, weights=w, seed=1)
+    z = _prompts(P, 16, 33, seed=2)
+    logits = model(z)[:, -1]
+    assert logits.dtype == torch.float64
+    assert (logits - closed_form_logits(z, P, w)).abs().max() < 1e-10
+
+
+def test_hand_wired_logits_equal_the_soft_formula_for_any_beta1():
+    P = dirichlet_bigram(6, 0.5, seed=4)
+    for beta1 in (0.0, 1.5, 6.0):
+        w = MemoryWeights(beta1=beta1, beta2=1.3, lam=1.0, lam_G=1.0)
+        model = AssociativeMemoryTransformer(P, max_len=30, weights=w, seed=0)
+        z = sample_chain(P, 10, 25, gen(7))  # no assumption on z_0 here
+        assert (model(z)[:, -1] - exact_logits(z, P, w)).abs().max() < 1e-10
+    # a soft previous-token head does NOT give the hard closed form: the assumption matters
+    w = MemoryWeights(beta1=2.0, beta2=3.0)
+    z = _prompts(P, 10, 25, seed=8)
+    assert (exact_logits(z, P, w) - closed_form_logits(z, P, w)).abs().max() > 1e-3
+
+
+def test_hand_wired_attention_is_previous_token_and_induction():
+    P = dirichlet_bigram(6, 0.5, seed=4)
+    model = AssociativeMemoryTransformer(P, max_len=20, weights=MemoryWeights(beta1=40.0, beta2=30.0))
+    z = torch.tensor([[0, 1, 2, 3, 1, 4, 5, 1]])
+    _, (A1, A2) = model(z, return_attn=True)
+    assert torch.allclose(A1[0, 1:].argmax(-1), torch.arange(7))  # each t looks at t - 1
+    assert set(A2[0, -1].topk(2).indices.tolist()) == {2, 5}  # positions right after earlier 1's
+
+
+def test_designed_prompts_have_the_theorems_counts():
+    P = dirichlet_bigram(10, 0.3, seed=0)
+    a, g, o = hijack_tokens(P)
+    assert P[a, g] == P[a].max() and len({a, g, o}) == 3
+    z = designed_prompts(P, a, o, g, c=4, T=30, B=50, generator=gen(1))
+    assert z.shape == (50, 31) and (z[:, -1] == a).all() and (z[:, 0] != a).all()
+    n_q, c, m = theorem_counts(z)
+    assert (n_q == 4).all() and (c[:, o] == 4).all() and (m[:, o] == 4).all() and (m[:, g] == 0).all()
+    with pytest.raises(ValueError, match="fit"):
+        designed_prompts(P, a, o, g, c=16, T=30, B=2, generator=gen(1))
+
+
+def test_hijack_threshold_matches_a_brute_force_scan_and_the_model():
+    P = dirichlet_bigram(10, 0.3, seed=0)
+    a, g, o = hijack_tokens(P)
+    delta = float(torch.log(P[a, g] / P[a, o]))
+    w = MemoryWeights(beta1=40.0, beta2=2.0, lam=2 * delta, lam_G=1.0)  # r = 1/2
+    model = AssociativeMemoryTransformer(P, max_len=62, weights=w)
+    for T in (20, 40, 60):
+        c_star = float(hijack_threshold(T, w, delta))
+        # independent: scan the logit gap of the closed form on a fine grid of real c
+        grid = torch.linspace(0, 20, 40001, dtype=torch.float64)
+        gap = w.lam * math.exp(w.beta2) * grid / (math.exp(w.beta2) * grid + T + 1 - grid) - w.lam_G * delta
+        assert abs(grid[(gap > 0).nonzero()[0]].item() - c_star) < 1e-3
+        for c in range(0, (T - 1) // 2 + 1):
+            z = designed_prompts(P, a, o, g, c, T, B=3, generator=gen(c))
+            logits = model(z)[:, -1]
+            assert ((logits[:, o] > logits[:, g]) == (c > c_star)).all()
+    strong_prior = MemoryWeights(lam=delta, lam_G=1.0)  # r = 1: in-context never wins
+    assert math.isinf(float(hijack_threshold(50, strong_prior, delta)))
+
+
+def test_trainable_model_shapes_causality_and_errors():
+    g = gen(0)
+    for pos_enc in ("learned", "rope"):
+        model = TwoLayerInductionModel(N=10, d=16, max_len=20, pos_enc=pos_enc, generator=g)
+        for p in model.parameters():  # leave the zero init to check causality on a non-trivial model
+            p.data.normal_(generator=g)
+        z = torch.randint(0, 10, (3, 12), generator=g)
+        logits, (A1, A2) = model(z, return_attn=True)
+        assert logits.shape == (3, 12, 10) and A1.shape == A2.shape == (3, 1, 12, 12)
+        z2 = z.clone()
+        z2[:, 7:] = (z2[:, 7:] + 1) % 10
+        assert torch.allclose(model(z2)[:, :7], logits[:, :7], atol=1e-5)
+    with pytest.raises(ValueError, match="max_len"):
+        TwoLayerInductionModel(10, 16, 20, "learned", g)(torch.zeros(1, 21, dtype=torch.long))
+    with pytest.raises(ValueError, match="pos_enc"):
+        TwoLayerInductionModel(10, 16, 20, "alibi", g)
+    with pytest.raises(ValueError, match="triggers"):
+        make_task(N=6, K=4, alpha=1.0, seed=0, random_triggers=True)
+
+
+def test_training_runs_and_returns_a_history():
+    cfg = InductionConfig(N=8, K=1, T=12, d=16, batch=8, steps=4, eval_batch=16, eval_every=2)
+    task = make_task(cfg.N, cfg.K, cfg.alpha, seed=0, random_triggers=True)
+    model, hist = train_induction_model(cfg, task, "rope", seed=0)
+    assert hist["step"] == [2, 4] and len(hist["loss"]) == 4
+    acc = icl_accuracy(model, task, L=12, B=16, generator=gen(0))
+    assert 0.0 <= acc <= 1.0
