@@ -132,3 +132,25 @@ def test_links_to_chapter_sources_point_at_notebooks_in_the_build():
     assert (
         out == "[](using-this-book.ipynb), [x](chapters/dyck-no-pe.ipynb#sec), [b](../bibliography.md), [o](other.md)"
     )
+
+
+def test_emitted_scripts_run_without_jupytext(tmp_path):
+    emit, results = tmp_path / "scripts", tmp_path / "results"
+    base = [sys.executable, "-m", "tools.script"]
+    assert (
+        subprocess.run(
+            [*base, "--emit", str(emit), str(book.chapter_source("using-this-book"))], cwd=book.ROOT, timeout=120
+        ).returncode
+        == 0
+    )
+    proc = subprocess.run(
+        [*base, "--run-emitted", str(emit), "--profile", "quick", "--timeout", "120", "--results", str(results)],
+        cwd=book.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = json.loads((results / "summary.json").read_text())
+    assert row["status"] == "ok" and row["chapter"] == "using-this-book"
+    assert (results / "using-this-book.log").exists() and list((results / "figures").glob("*.png"))
