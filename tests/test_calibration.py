@@ -1,0 +1,47 @@
+"""Tests of lib.calibration: ECE/MCE and temperature scaling."""
+
+import numpy as np
+import pytest
+
+from lib.calibration import calibration_errors, fit_temperature, nll, softmax
+
+
+def test_perfectly_calibrated_predictor_has_small_ece():
+    rng = np.random.default_rng(0)
+    n, C = 20_000, 3
+    probs = softmax(rng.normal(size=(n, C)) * 2)
+    labels = (rng.random((n, 1)) > probs.cumsum(1)).sum(1)  # labels drawn from the predictor itself
+    ece, mce = calibration_errors(probs, labels)
+    assert ece < 0.02
+    assert mce < 0.2
+
+
+def test_ece_by_hand():
+    # two bins used: confidences 0.9 (both right) and 0.6 (one of two right).
+    probs = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]])
+    labels = np.array([0, 1, 1, 1])
+    ece, mce = calibration_errors(probs, labels, n_bins=10)
+    assert ece == pytest.approx(0.5 * 0.1 + 0.5 * 0.1)
+    assert mce == pytest.approx(0.1)
+
+
+def test_temperature_scales_with_logits():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(500, 4)) * 3
+    labels = (rng.random((500, 1)) > softmax(logits / 2.0).cumsum(1)).sum(1)
+    T = fit_temperature(logits, labels)
+    assert 1.5 < T < 2.7  # the data were drawn at temperature 2
+    for c in (0.1, 5.0):
+        assert fit_temperature(c * logits, labels) == pytest.approx(c * T, rel=1e-6)
+    assert nll(logits, labels, T) <= nll(logits, labels, 1.0)
+
+
+def test_errors():
+    with pytest.raises(ValueError):
+        calibration_errors(np.ones((3, 2)), np.zeros(3, dtype=int))  # rows do not sum to 1
+    with pytest.raises(ValueError):
+        calibration_errors(np.full((3, 2), 0.5), np.zeros(4, dtype=int))
+    with pytest.raises(ValueError):
+        nll(np.zeros((2, 2)), np.array([0, 2]))
+    with pytest.raises(ValueError):
+        nll(np.zeros((2, 2)), np.array([0, 1]), T=0.0)
