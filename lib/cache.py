@@ -1,4 +1,4 @@
-"""An on-disk cache of expensive results, keyed by the experiment's config.
+"""An on-disk cache of expensive results, keyed by the experiment's config, seed and the `lib` sources.
 
 Explained in chapter "Using this book". Results are saved with `torch.save` and loaded with
 `weights_only=True`, so a cached value holds tensors, numbers, strings, lists, tuples and dicts.
@@ -7,6 +7,8 @@ The folder is `BOOK_CACHE_DIR`, else `~/.cache/ml-theory-book`; `BOOK_NO_CACHE=1
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,10 +29,19 @@ def cache_dir() -> Path:
     return path
 
 
+@functools.cache
+def lib_fingerprint() -> str:
+    """Return a short hash of every source file of `lib`: a cached result is only reused by the same code."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def cache_path(name: str, cfg: Config, seed: int = 0) -> Path:
-    """Return the file that holds result `name` for `cfg` and `seed`."""
+    """Return the file that holds result `name` for `cfg`, `seed` and the current `lib` sources."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    return cache_dir() / f"{safe}-{cfg.key()}-s{seed}.pt"
+    return cache_dir() / f"{safe}-{cfg.key()}-s{seed}-lib{lib_fingerprint()}.pt"
 
 
 def cached(name: str, cfg: Config, compute: Callable[[], T], *, seed: int = 0) -> T:
@@ -44,7 +55,7 @@ def cached(name: str, cfg: Config, compute: Callable[[], T], *, seed: int = 0) -
         except Exception as err:  # a truncated or foreign file: recompute, say so
             print(f"cache: ignoring unreadable {path.name} ({type(err).__name__}); recomputing")
         else:
-            print(f"cache: loaded {name} from {path}")
+            print(f"cache: loaded {name} from {path} (computed earlier by this same code and config)")
             return value
     value = compute()
     tmp = path.with_suffix(".tmp")

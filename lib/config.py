@@ -41,6 +41,14 @@ class Config:
             print(cfg.describe(profile))
         return cfg
 
+    def replace(self, **changes: Any):
+        """Return a copy with `changes` applied (fields checked, like `for_profile`)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field(s) {unknown}; fields: {sorted(names)}")
+        return dataclasses.replace(self, **changes)
+
     def as_dict(self) -> dict[str, Any]:
         """Return the fields as a plain dict."""
         return dataclasses.asdict(self)

