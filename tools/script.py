@@ -76,7 +76,7 @@ def run_script(script: Path, chapter: str, profile: str, timeout: float | None, 
         started = time.perf_counter()
         try:
             proc = subprocess.run(
-                [sys.executable, str(script)],
+                [sys.executable, str(script.resolve())],
                 cwd=ROOT / "chapters",
                 env=env,
                 timeout=timeout,
