@@ -1,4 +1,4 @@
-"""The twenty binary density-estimation benchmarks (`<name>.{ts,valid,test}.data`), with an offline fallback.
+"""Nine of the twenty binary density-estimation benchmarks (`<name>.{ts,valid,test}.data`), with an offline fallback.
 
 Explained in chapter "Bayesian sum-product networks" (`chapters/bayesian-spn`). Files are read from
 `lib.data.data_dir()/binary/` (set `BOOK_DATA_DIR`); a missing file is downloaded, for users with

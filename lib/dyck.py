@@ -17,7 +17,6 @@ Contents, in the order of the chapter:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +25,7 @@ from torch import Tensor
 
 from lib.config import Config
 from lib.runtime import one_thread
-from lib.transformer import CausalTransformer, TransformerConfig, train_lm
+from lib.transformer import CausalTransformer, TransformerConfig, causal_mask, train_lm
 
 LANGUAGES = ("dyck", "shuffle")
 
@@ -45,14 +44,6 @@ class DyckVocab:
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
             raise ValueError(f"the number of bracket types k must be a positive int, got {self.k!r}")
-
-    def open(self, t: int) -> int:
-        """Return the id of the opening bracket of type t."""
-        return t
-
-    def close(self, t: int) -> int:
-        """Return the id of the closing bracket of type t."""
-        return self.k + t
 
     @property
     def eos(self) -> int:
@@ -297,9 +288,7 @@ def causal_attention(scores: Tensor, values: Tensor) -> Tensor:
     """Return softmax-attention outputs sum_j A_ij v_j with A_ij = 0 for j > i: (B, T, m)."""
     if scores.dim() != 3 or scores.shape[1] != scores.shape[2] or values.shape[:2] != scores.shape[:2]:
         raise ValueError(f"scores must be (B, T, T) and values (B, T, m); got {scores.shape}, {values.shape}")
-    T = scores.shape[1]
-    mask = torch.ones(T, T, dtype=torch.bool, device=scores.device).tril()
-    A = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    A = scores.masked_fill(~causal_mask(scores.shape[1], scores.device), float("-inf")).softmax(dim=-1)
     return A @ values
 
 
@@ -460,31 +449,101 @@ def construction_next_tokens(seqs, k: int) -> Tensor:
     return out
 
 
+def _attend_last(scores: Tensor, values: Tensor) -> Tensor:
+    """Return the attention output of the last query only, softmax(scores) @ values: (B, m).
+
+    `scores` (B, t+1) are the last query's scores against all t + 1 keys; under the causal mask the last
+    position sees every key, so no mask is needed.
+    """
+    return (scores.softmax(dim=-1)[..., None] * values).sum(dim=-2)
+
+
+class _IncrementalConstruction:
+    """The hand-built generator run one token at a time, with the keys and values of earlier tokens cached.
+
+    Causal attention never changes the outputs at earlier positions when a token is appended, so each
+    step only computes the last position's query in each layer: O(t) work at step t, as with a KV cache.
+    `push` returns the same next-token set as `construction_next_tokens(...)[:, -1]`.
+    """
+
+    def __init__(self, n: int, k: int, max_len: int, alpha: float = 60.0) -> None:
+        self.k, self.vocab, self.t = k, DyckVocab(k), 0
+        self.alpha = alpha
+        self.beta = alpha * (max_len + 2)  # as in `matching_attention`, with the longest length T = max_len
+        self.big = 4.0 * self.beta * (max_len + 2) ** 2
+        self.codes = type_codes(k)
+        m = self.codes.shape[1]
+        z = torch.zeros
+        self.v1 = z(n, max_len, 2, dtype=torch.float64)  # layer-1 values (1[<s>], s_j)
+        self.key = z(n, max_len, 4, dtype=torch.float64)  # layer-2 keys (depth_j, depth_j^2, j, [not a key])
+        self.v2 = z(n, max_len, m, dtype=torch.float64)  # layer-2 values: code of an opening bracket
+        self.err = z(n, max_len, 1, dtype=torch.float64)  # layer-3 values e_j
+
+    def push(self, tokens) -> Tensor:
+        """Append one token per sequence and return (n, V) booleans: the valid next tokens after it."""
+        k, vocab, t = self.k, self.vocab, self.t
+        x = torch.as_tensor(np.asarray(tokens))[:, None]
+        s, is_open, typ = (a[:, 0] for a in _bracket_signs(x, k))
+        self.v1[:, t] = torch.stack([(x[:, 0] == vocab.bos).double(), s], dim=-1)
+        # layer 1, last position: a_t = (1/(t+1), depth_t/(t+1)) from uniform scores
+        a = _attend_last(torch.zeros(len(x), t + 1, dtype=torch.float64), self.v1[:, : t + 1])
+        pos, depth = 1.0 / a[:, 0] - 1.0, a[:, 1] / a[:, 0]
+        is_key = is_open | (x[:, 0] == vocab.bos)
+        self.key[:, t] = torch.stack([depth, depth**2, pos, (~is_key).double()], dim=-1)
+        self.v2[:, t] = _code_of(torch.where(is_open, typ, -1), k)
+        keys, one = self.key[:, : t + 1], torch.ones_like(depth)
+
+        def stack_top(D: Tensor) -> Tensor:
+            # q_t = (2 beta D_t, -beta, alpha, -M): the latest opening bracket at depth D_t
+            q = torch.stack([2 * self.beta * D, -self.beta * one, self.alpha * one, -self.big * one], dim=-1)
+            return _attend_last((keys @ q[:, :, None])[..., 0], self.v2[:, : t + 1])
+
+        m = self.codes.shape[1]
+        # layer 2 before x_t (D_t = depth_t - s_t): a closing bracket must match the stack top
+        agree = (stack_top(depth - s) * _code_of(typ, k)).sum(-1)
+        not_bracket = (x[:, 0] == vocab.eos) | (x[:, 0] == vocab.pad)
+        self.err[:, t, 0] = (((s < 0) & (agree < m - 0.5)) | not_bracket).double()
+        # layer 3: uniform attention over e_0..e_t; an error occurred iff (t+1) * mean >= 1/2
+        ok = _attend_last(torch.zeros(len(x), t + 1, dtype=torch.float64), self.err[:, : t + 1])[:, 0] * (pos + 1) < 0.5
+        # layer 2 after x_t (D_t = depth_t): the one closing bracket that may come next
+        close_ok = stack_top(depth) @ self.codes.T > m - 0.5
+        out = torch.zeros(len(x), vocab.size, dtype=torch.bool)
+        out[:, :k] = ok[:, None]
+        out[:, k : 2 * k] = ok[:, None] & close_ok
+        out[:, vocab.eos] = ok & (depth.abs() < 0.5)
+        self.t += 1
+        return out
+
+
+@one_thread
 def construction_generate(n: int, k: int, max_len: int, rng: np.random.Generator, p_end: float = 0.5) -> np.ndarray:
     """Return n sequences `<s> w </s>` sampled with the hand-built generator's next-token sets.
 
     At each step: if the end token is allowed, take it with probability `p_end`; otherwise open or close
     with probability 1/2 each (when closing is allowed), the open type uniform. Unfinished sequences are
-    cut at `max_len` tokens (they end without `</s>`).
+    cut at `max_len` tokens (they end without `</s>`). The next-token set is computed for the last
+    position only, with earlier positions' keys and values cached (`_IncrementalConstruction`).
     """
     vocab = DyckVocab(k)
-    seqs = np.full((n, 1), vocab.bos, dtype=np.int64)
+    model = _IncrementalConstruction(n, k, max_len)
+    nxt = np.full(n, vocab.bos, dtype=np.int64)
+    cols = [nxt]
     done = np.zeros(n, dtype=bool)
-    for _ in range(max_len - 1):
-        allowed = construction_next_tokens(seqs, k)[:, -1].numpy()
+    for step in range(max_len - 1):
+        allowed = model.push(nxt).numpy()
         u = rng.random((n, 2))
         can_close = allowed[:, k : 2 * k].any(axis=1)
         close_id = k + allowed[:, k : 2 * k].argmax(axis=1)
         open_id = rng.integers(0, k, size=n)
         nxt = np.where(can_close & (u[:, 0] < 0.5), close_id, open_id)
-        may_end = allowed[:, vocab.eos] & (seqs.shape[1] > 1)  # no empty words
+        may_end = allowed[:, vocab.eos] & (step > 0)  # no empty words
         nxt = np.where(may_end & (u[:, 1] < p_end), vocab.eos, nxt)
         nxt = np.where(done, vocab.pad, nxt)
         done |= nxt == vocab.eos
-        seqs = np.concatenate([seqs, nxt[:, None]], axis=1)
+        cols.append(nxt)
         if done.all():
             break
-    return seqs
+    return np.stack(cols, axis=1)
 
 
 @one_thread
@@ -747,8 +806,3 @@ class GenerationConfig(Config):
     bin_width: int = 10
 
     PRESETS = {"quick": {}, "full": {"n_samples": 4096, "max_len": 202}}
-
-
-def replace(cfg: Config, **changes) -> Config:
-    """Return a copy of a config with some fields changed (e.g. `k` in the full profile's loop)."""
-    return dataclasses.replace(cfg, **changes)

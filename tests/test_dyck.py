@@ -143,6 +143,19 @@ def test_construction_generator_matches_oracle():
     assert ended.sum() > 15 and dyck.recognise(body[ended], k).all()
 
 
+def test_incremental_generator_equals_full_recomputation():
+    # the cached, last-position-only generator step gives the same sets as the whole-prefix computation
+    k = 3
+    rng = np.random.default_rng(7)
+    words = dyck.perturb(dyck.sample_dyck(rng.integers(1, 12, size=50), k, rng), rng, k)
+    seqs = dyck.to_sequences(words, k)
+    inc = dyck._IncrementalConstruction(len(seqs), k, seqs.shape[1])
+    steps = np.stack([inc.push(seqs[:, t]).numpy() for t in range(seqs.shape[1])], axis=1)
+    full = dyck.construction_next_tokens(seqs, k).numpy()
+    body = seqs != DyckVocab(k).pad  # after padding the sets are not used
+    assert (steps[body] == full[body]).all()
+
+
 def test_without_start_token_position_is_lost():
     k = 2
     n = 12

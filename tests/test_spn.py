@@ -95,7 +95,7 @@ def test_downward_step_samples_exact_tree_conditional(small):
     want = np.exp(lp - logsumexp(lp))
     Xr = torch.as_tensor(np.tile(x, (20_000, 1)))
     arrays = S._region_arrays(small, params, "cpu", torch.float64)
-    z = S._downward(small, Xr, S._upward(small, Xr, arrays), arrays, torch.Generator().manual_seed(0))
+    z, _ = S._downward(small, Xr, S._upward(small, Xr, arrays), arrays, torch.Generator().manual_seed(0))
     emp = np.bincount(S.tree_codes(small, trees, z), minlength=len(trees)) / len(z)
     assert 0.5 * np.abs(emp - want).sum() < 0.03
 
@@ -108,8 +108,21 @@ def test_top_down_counts_stay_consistent(small):
     fresh = S.counts_from_trees(small, X, st.z)
     for name in ("n_edge", "n_sum", "ones", "m"):
         np.testing.assert_array_equal(getattr(st, name), getattr(fresh, name))
-    assert stats.visits_per_sweep == 50 * 3 * small.tree_size()
+    # edge scans per datum, counted by hand for this network (a tree has 3 sums and D = 4 leaf variables;
+    # the root has 8 children, the other sums 4): current tree 3 * 3, proposal sum_s (scan_s + 2) with
+    # 1 <= scan_s <= C_s, leaf reads 2 * 4, count removal 3 + 2 * 4, adding back 3
+    lo, hi = 9 + 9 + 8 + 11 + 3, 9 + (8 + 4 + 4 + 6) + 8 + 11 + 3
+    assert 50 * lo < stats.visits_per_sweep < 50 * hi
     assert 0 < stats.acceptance <= 1
+
+
+def test_bottom_up_edge_scans_match_hand_count(small):
+    X = np.random.default_rng(0).integers(0, 2, (50, 4)).astype(np.uint8)
+    st = S.init_state(small, X, seed=0)
+    _, stats = S.bottom_up_gibbs(small, X, st, S.Hyper.fixed(small, 0.5), 2, seed=1)
+    # upward: 40 sum edges + 2 * 24 product edges + 16 leaf variables; downward: 3 * (8 + 4 + 4) along the
+    # tree's three sums; adding counts: 3 sums + 4 variables
+    assert stats.visits_per_sweep == 50 * (40 + 48 + 16 + 48 + 3 + 4)
 
 
 def _chain_tv(spn, hyper, trees, p, sweeps, seed, bug=S._BUG_NONE, kind="top-down", burn=100):
@@ -173,7 +186,7 @@ def test_leaf_tuning_maximises_polya_likelihood():
     rng = np.random.default_rng(0)
     m = rng.integers(1, 30, 40).astype(float)
     k = rng.binomial(m.astype(int), rng.beta(2.0, 5.0, 40)).astype(float)
-    a, b = S._polya_fixed_point(k[None], m[None], np.ones(1), np.ones(1), np.ones((1, 40)))
+    a, b = S._polya_mle(k[None], m[None], np.ones(1), np.ones(1), np.ones((1, 40)))
 
     def nll(v):
         aa, bb = np.exp(v)
