@@ -19,6 +19,7 @@ p_t position embeddings, w_1(z) the "previous token was z" directions, u_z outpu
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -27,9 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from lib.config import Config
-from lib.progress import trange
 from lib.runtime import one_thread
-from lib.transformer import lm_loss, rope_rotate
+from lib.transformer import causal_mask, rope_rotate, train_lm
 
 # ----------------------------------------------------------------------------------------------------------
 # Data: bigram with triggers
@@ -114,26 +114,38 @@ def sample_triggers(task: BigramTask, B: int, generator: torch.Generator) -> tup
     return triggers, outputs
 
 
-def sample_sequences(task: BigramTask, B: int, L: int, generator: torch.Generator) -> TriggerBatch:
-    """Return B sequences of length L: z_0 ~ pi; z_t = o_k after trigger q_k, else z_t ~ p(. | z_{t-1})."""
-    if B < 1 or L < 2:
-        raise ValueError(f"need B >= 1 sequences of length L >= 2, got B={B}, L={L}")
-    triggers, outputs = sample_triggers(task, B, generator)
-    cdf_rows = task.P.cumsum(1)
+def run_chain(
+    first: Tensor, cdf_rows: Tensor, L: int, generator: torch.Generator, triggers: Tensor, outputs: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Return (tokens (B, L), icl_mask (B, L)) of the chain started at `first` (B,) with bigram CDF rows (N, N).
+
+    z_t = o_k if z_{t-1} = q_k (triggers, outputs: (B, K), K = 0 for a plain bigram chain), else
+    z_t ~ p(. | z_{t-1}); icl_mask[:, t] is True when z_{t-1} is a trigger already seen before t - 1.
+    """
+    B = first.shape[0]
     tokens = torch.empty(B, L, dtype=torch.long)
     icl = torch.zeros(B, L, dtype=torch.bool)
-    seen = torch.zeros(B, task.K, dtype=torch.bool)
-    tokens[:, 0] = sample_categorical(task.pi.cumsum(0).expand(B, -1).contiguous(), generator)
+    seen = torch.zeros(B, triggers.shape[1], dtype=torch.bool)
+    tokens[:, 0] = first
     for t in range(1, L):  # a loop over time only; every step is vectorised over the batch
         prev = tokens[:, t - 1]
         # z_t = o_k if z_{t-1} = q_k, else z_t ~ p(. | z_{t-1})
         is_trig = prev[:, None] == triggers  # (B, K)
         bigram_next = sample_categorical(cdf_rows[prev], generator)
         trig_out = (outputs * is_trig).sum(1)
-        hit = is_trig.any(1)
-        tokens[:, t] = torch.where(hit, trig_out, bigram_next)
+        tokens[:, t] = torch.where(is_trig.any(1), trig_out, bigram_next)
         icl[:, t] = (is_trig & seen).any(1)
         seen |= is_trig
+    return tokens, icl
+
+
+def sample_sequences(task: BigramTask, B: int, L: int, generator: torch.Generator) -> TriggerBatch:
+    """Return B sequences of length L: z_0 ~ pi; z_t = o_k after trigger q_k, else z_t ~ p(. | z_{t-1})."""
+    if B < 1 or L < 2:
+        raise ValueError(f"need B >= 1 sequences of length L >= 2, got B={B}, L={L}")
+    triggers, outputs = sample_triggers(task, B, generator)
+    first = sample_categorical(task.pi.cumsum(0).expand(B, -1).contiguous(), generator)
+    tokens, icl = run_chain(first, task.P.cumsum(1), L, generator, triggers, outputs)
     return TriggerBatch(tokens, icl, triggers, outputs)
 
 
@@ -146,12 +158,9 @@ def sample_chain(P: Tensor, B: int, L: int, generator: torch.Generator, exclude:
         P[:, ~allowed] = 0.0
         P = P / P.sum(1, keepdim=True)
     start = allowed.to(P.dtype) / allowed.sum()
-    tokens = torch.empty(B, L, dtype=torch.long)
-    tokens[:, 0] = sample_categorical(start.cumsum(0).expand(B, -1).contiguous(), generator)
-    cdf_rows = P.cumsum(1)
-    for t in range(1, L):
-        tokens[:, t] = sample_categorical(cdf_rows[tokens[:, t - 1]], generator)
-    return tokens
+    first = sample_categorical(start.cumsum(0).expand(B, -1).contiguous(), generator)
+    no_triggers = torch.empty(B, 0, dtype=torch.long)  # K = 0: every step is a bigram draw
+    return run_chain(first, P.cumsum(1), L, generator, no_triggers, no_triggers)[0]
 
 
 def hijack_tokens(P: Tensor, avoid: Tensor | None = None) -> tuple[int, int, int]:
@@ -245,11 +254,11 @@ class AssociativeMemoryTransformer(nn.Module):
         """Return (sum_s A[t, s] W_OV x_s, A) with A = softmax_s(x_t^T W_QK x_s) over s <= t."""
         T = x.shape[1]
         scores = x @ W_QK @ x.transpose(1, 2)  # (B, T, T)
-        scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool, device=x.device).tril(), -math.inf)
+        scores = scores.masked_fill(~causal_mask(T, x.device), -math.inf)
         A = scores.softmax(-1)
         return A @ x @ W_OV.T, A
 
-    def forward(self, z: Tensor, return_attn: bool = False):
+    def forward(self, z: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Return logits (B, T, N) (and the two attention maps) of the hand-wired model on tokens z."""
         if z.dim() != 2 or z.shape[1] > self.max_len:
             raise ValueError(f"z must have shape (B, T) with T <= {self.max_len}, got {tuple(z.shape)}")
@@ -299,7 +308,7 @@ def exact_logits(z: Tensor, P: Tensor, w: MemoryWeights) -> Tensor:
     B, L = z.shape
     s = torch.arange(L, dtype=torch.float64)
     # A1[s, s'] = e^{beta1 [s' = s - 1]} / (e^{beta1} + s) for s >= 1, and A1[0, 0] = 1
-    A1 = torch.ones(L, L, dtype=torch.float64).tril()
+    A1 = causal_mask(L).to(torch.float64)
     A1[s[1:].long(), s[1:].long() - 1] = math.exp(w.beta1)
     A1 = A1 / A1.sum(1, keepdim=True)
     is_q = (z == z[:, -1:]).to(torch.float64)  # (B, L)
@@ -356,6 +365,8 @@ def hijack_curves(
 def hijack_sweep(
     P: Tensor,
     w: MemoryWeights,
+    tokens: tuple[int, int, int],
+    delta: float,
     cs: list[int],
     lengths: list[int],
     B: int,
@@ -364,12 +375,14 @@ def hijack_sweep(
 ) -> dict[str, Tensor]:
     """Return `hijack_curves` of the hand-wired model plus the theorem's threshold c*(T) ("threshold").
 
-    The model runs in float64 on `device` (CPU or CUDA; Apple MPS has no float64).
+    `tokens` = (a, g, o) (e.g. from `hijack_tokens`) and delta = log p(g | a) - log p(o | a) are the
+    caller's. The model runs in float64 on `device` (CPU or CUDA; Apple MPS has no float64).
     """
-    a, g, o = hijack_tokens(P)
+    a, g, o = tokens
+    if not delta > 0:
+        raise ValueError(f"delta = log p(g|a) - log p(o|a) must be positive (g the favourite), got {delta}")
     model = AssociativeMemoryTransformer(P, max(lengths) + 1, w, seed=seed).to(device)
     out = hijack_curves(model, P, (a, g, o), cs, lengths, B, seed)
-    delta = float(torch.log(P[a, g]) - torch.log(P[a, o]))
     out["threshold"] = hijack_threshold(torch.tensor(lengths), w, delta)
     return out
 
@@ -433,10 +446,9 @@ class TwoLayerInductionModel(nn.Module):
         """Return softmax_s(q_t^T k_s / sqrt(d)) over s <= t, shape (B, T, T)."""
         T = q.shape[1]
         scores = q @ k.transpose(1, 2) / math.sqrt(self.d)
-        mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
-        return scores.masked_fill(~mask, -math.inf).softmax(-1)
+        return scores.masked_fill(~causal_mask(T, q.device), -math.inf).softmax(-1)
 
-    def forward(self, z: Tensor, return_attn: bool = False):
+    def forward(self, z: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Return logits (B, T, N) (and the attention maps [A1, A2], each (B, 1, T, T))."""
         if z.dim() != 2:
             raise ValueError(f"z must have shape (B, T), got {tuple(z.shape)}")
@@ -471,6 +483,22 @@ def icl_accuracy(model: nn.Module, task: BigramTask, L: int, B: int, generator: 
     return float((pred == batch.tokens[:, 1:])[mask].to(torch.float64).mean())
 
 
+def pregenerated_batches(
+    task: BigramTask, B: int, L: int, steps: int, generator: torch.Generator, max_tokens: int = 1 << 22
+) -> Iterator[TriggerBatch]:
+    """Yield `steps` batches of B sequences of length L, sampled in chunks of up to `max_tokens` tokens.
+
+    One call of `sample_sequences` per chunk keeps the Python loop over time to L iterations per chunk
+    (instead of L per step); the batches are the consecutive B-row slices of each chunk.
+    """
+    per_chunk = max(1, min(steps, max_tokens // (B * L)))
+    for start in range(0, steps, per_chunk):
+        n = min(per_chunk, steps - start)
+        chunk = sample_sequences(task, n * B, L, generator)
+        for i in range(n):
+            yield TriggerBatch(*(x[i * B : (i + 1) * B] for x in chunk))
+
+
 @one_thread
 def train_induction_model(
     cfg: InductionConfig,
@@ -478,33 +506,54 @@ def train_induction_model(
     pos_enc: str,
     seed: int,
     device: torch.device | str = "cpu",
-    max_len: int | None = None,
 ) -> tuple[TwoLayerInductionModel, dict[str, list[float]]]:
     """Train the two-layer model on fresh bigram-with-triggers batches; return (model, history).
 
     Loss: full next-token loss plus the in-context loss (mean over in-context positions), AdamW with
-    betas (0.9, 0.99). history: "step", "icl_acc" (every eval_every steps), "loss" (every step).
+    betas (0.9, 0.99). history: "step", "icl_acc" (every eval_every steps and at the end), "loss" (every step).
+    Learned positions are allocated up to 4T (the longest evaluation length of the chapter).
     """
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = TwoLayerInductionModel(task.N, cfg.d, max_len or 4 * cfg.T, pos_enc, gen).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    history: dict[str, list[float]] = {"step": [], "icl_acc": [], "loss": []}
+    model = TwoLayerInductionModel(task.N, cfg.d, 4 * cfg.T, pos_enc, gen).to(device)
+    batches = pregenerated_batches(task, cfg.batch, cfg.T + 1, cfg.steps, gen)
+    n_pos = cfg.batch * cfg.T
+
+    def next_batch(step: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Return (inputs, targets, weights) with weights 1 + [in-context] n / n_icl (see below)."""
+        batch = next(batches)
+        icl = batch.icl_mask[:, 1:].to(torch.float64)
+        # train_lm minimises sum_t w_t l_t / sum_t w_t. With w_t = 1 + [t in-context] n / n_icl this is
+        # (full loss + in-context loss) / 2, the loss of Bietti et al. halved: AdamW is invariant to the
+        # scale of the loss (up to its eps), so the updates are those of the sum (without in-context
+        # positions, w = 1 gives the full loss, as the sum does).
+        weights = 1.0 + icl * (n_pos / icl.sum().clamp_min(1.0))
+        return batch.tokens[:, :-1].to(device), batch.tokens[:, 1:].to(device), weights.float().to(device)
+
+    history: dict[str, list[float]] = {"step": [], "icl_acc": []}
     eval_gen = torch.Generator().manual_seed(seed + 10_000)
-    for step in trange(cfg.steps, desc=f"train ({pos_enc})"):
-        batch = sample_sequences(task, cfg.batch, cfg.T + 1, gen)
-        x, y = batch.tokens[:, :-1].to(device), batch.tokens[:, 1:].to(device)
-        logits = model(x)
-        loss = lm_loss(logits, y) + lm_loss(logits, y, batch.icl_mask[:, 1:].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history["loss"].append(loss.item())
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            model.eval()
-            history["step"].append(step + 1)
-            history["icl_acc"].append(icl_accuracy(model, task, cfg.T, cfg.eval_batch // 4, eval_gen))
-            model.train()
+
+    def evaluate(step: int, loss: float) -> None:
+        """Record the in-context accuracy at `step` (called by train_lm every eval_every steps)."""
+        model.eval()
+        history["step"].append(step)
+        history["icl_acc"].append(icl_accuracy(model, task, cfg.T, cfg.eval_batch // 4, eval_gen))
+        model.train()
+
+    losses = train_lm(
+        model,
+        next_batch,
+        cfg.steps,
+        lr=cfg.lr,
+        weight_decay=0.0,
+        betas=(0.9, 0.99),
+        desc=f"train ({pos_enc})",
+        log_every=cfg.eval_every,
+        on_log=evaluate,
+    )
+    if not history["step"] or history["step"][-1] != cfg.steps:
+        evaluate(cfg.steps, losses[-1])
+    history["loss"] = [2.0 * x for x in losses]  # full + in-context loss
     model.eval()
     return model, history
 
@@ -529,7 +578,7 @@ def head_scores(
     # target[b, t, s] = [z_{s-1} = z_t] for s >= 1, s <= t
     follows = torch.zeros(B, L, L, dtype=torch.bool)
     follows[:, :, 1:] = z[:, :, None] == z[:, None, :-1]
-    follows &= torch.ones(L, L, dtype=torch.bool).tril()
+    follows &= causal_mask(L)
     is_query = torch.roll(batch.icl_mask, -1, dims=1)  # z_t is a trigger seen before t
     is_query[:, -1] = (z[:, -1:] == batch.triggers).any(1) & follows[:, -1].any(1)
     mass = (A2 * follows).sum(-1)  # (B, L)

@@ -104,7 +104,9 @@ def _angle_dtype(device: torch.device | str | None) -> torch.dtype:
     return torch.float32 if torch.device(device or "cpu").type == "mps" else torch.float64
 
 
-def sinusoidal_encoding(T: int, d: int, device=None, dtype=torch.float32) -> Tensor:
+def sinusoidal_encoding(
+    T: int, d: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """Return the (T, d) fixed encoding P[t, 2i] = sin(t / 10000^(2i/d)), P[t, 2i+1] = cos(same)."""
     wide = _angle_dtype(device)
     t = torch.arange(T, device=device, dtype=wide)[:, None]
@@ -139,6 +141,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Return x (..., d) divided by its root mean square over the last axis, times the gain."""
         return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
 
 
@@ -189,6 +192,7 @@ class MLP(nn.Module):
         self.W_2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Return W_2 GELU(W_1 x) for x (..., d_model)."""
         return self.W_2(F.gelu(self.W_1(x)))
 
 
@@ -231,6 +235,7 @@ class CausalTransformer(nn.Module):
         self.W_U.weight.requires_grad_(not cfg.freeze_unembedding)  # tied: validated equal to W_E
 
     def _init_weights(self, module: nn.Module) -> None:
+        """Initialise every weight matrix N(0, init_std^2) and every bias to zero."""
         if isinstance(module, nn.Linear | nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=self.cfg.init_std)
         if isinstance(module, nn.Linear) and module.bias is not None:
@@ -241,6 +246,7 @@ class CausalTransformer(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def _check_input(self, idx: Tensor) -> None:
+        """Raise TypeError / ValueError unless idx is a (B, T) integer tensor of valid token ids."""
         if not isinstance(idx, Tensor):
             raise TypeError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
         if idx.dim() != 2:
@@ -286,7 +292,8 @@ def lm_loss(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tens
     """Return the mean cross-entropy of `logits` (B, T, V) against `targets` (B, T) over `mask` (B, T).
 
     `targets[:, t]` is the token the model should predict at position t (usually `idx[:, t + 1]`); the
-    mean runs over the positions where `mask` is True (all positions when `mask` is None).
+    mean runs over the positions where `mask` is True (all positions when `mask` is None). A float `mask`
+    holds non-negative weights w: the loss is then sum_t w_t l_t / sum_t w_t.
     """
     if logits.shape[:2] != targets.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ in (B, T)")

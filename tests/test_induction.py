@@ -14,10 +14,12 @@ from lib.induction import (
     designed_prompts,
     dirichlet_bigram,
     exact_logits,
+    hijack_sweep,
     hijack_threshold,
     hijack_tokens,
     icl_accuracy,
     make_task,
+    pregenerated_batches,
     sample_chain,
     sample_sequences,
     stationary_distribution,
@@ -199,3 +201,37 @@ def test_training_runs_and_returns_a_history():
     assert hist["step"] == [2, 4] and len(hist["loss"]) == 4
     acc = icl_accuracy(model, task, L=12, B=16, generator=gen(0))
     assert 0.0 <= acc <= 1.0
+
+
+def test_pregenerated_batches_are_slices_of_one_draw():
+    task = make_task(N=8, K=2, alpha=0.5, seed=0, random_triggers=True)
+    batches = list(pregenerated_batches(task, B=3, L=7, steps=5, generator=gen(4), max_tokens=3 * 7 * 2))
+    assert len(batches) == 5 and all(b.tokens.shape == (3, 7) for b in batches)
+    # chunks of 2 steps: the first two batches are the rows of one sample_sequences call with the same stream
+    ref = sample_sequences(task, B=6, L=7, generator=gen(4))
+    assert torch.equal(torch.cat([batches[0].tokens, batches[1].tokens]), ref.tokens)
+    assert torch.equal(torch.cat([batches[0].icl_mask, batches[1].icl_mask]), ref.icl_mask)
+
+
+def test_weighted_mask_gives_half_the_sum_of_full_and_in_context_losses():
+    from lib.transformer import lm_loss
+
+    g = gen(3)
+    logits, y = torch.randn(4, 9, 6, generator=g), torch.randint(0, 6, (4, 9), generator=g)
+    icl = torch.rand(4, 9, generator=g) < 0.3
+    w = 1.0 + icl.double() * (icl.numel() / icl.sum())
+    expected = (lm_loss(logits, y) + lm_loss(logits, y, icl)) / 2
+    assert torch.allclose(lm_loss(logits, y, w), expected.to(torch.float32), atol=1e-6)
+
+
+def test_hijack_sweep_uses_the_given_tokens_and_threshold():
+    P = dirichlet_bigram(10, 0.3, seed=0)
+    a, g, o = hijack_tokens(P)
+    delta = float(torch.log(P[a, g] / P[a, o]))
+    w = MemoryWeights(beta1=40.0, beta2=2.0, lam=2 * delta, lam_G=1.0)
+    out = hijack_sweep(P, w, (a, g, o), delta, cs=[0, 5], lengths=[20, 40], B=4, seed=0)
+    assert torch.allclose(out["threshold"], hijack_threshold(torch.tensor([20, 40]), w, delta))
+    predicted = torch.tensor([0.0, 5.0])[None, :] > out["threshold"][:, None]
+    assert torch.equal(out["o_beats_g"] == 1.0, predicted)
+    with pytest.raises(ValueError, match="delta"):
+        hijack_sweep(P, w, (a, g, o), -1.0, cs=[0], lengths=[20], B=1, seed=0)
