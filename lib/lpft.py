@@ -145,7 +145,9 @@ def train(
 
     Explained in chapter lp-ft-ntk. `batch_size=None` is full-batch gradient descent; `optimizer` is
     'sgd' (with `momentum`) or 'adam'. Mini-batches are drawn with a generator seeded by `seed`.
-    `callback(step)` is called after every step (e.g. to record the head norm).
+    `callback(step)` is called after every step (e.g. to record the head norm). Not `lib.cnn.train_classifier`:
+    that one is Adam-only and epoch-based, while the NTK analysis needs plain full-batch gradient descent (or
+    SGD with momentum) counted in steps, with a per-step hook.
     """
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
@@ -366,12 +368,11 @@ def transfer_data(cfg: DigitsTransferConfig, seed: int = 0) -> dict[str, torch.T
 def _fresh_model(backbone: nn.Module, cfg: DigitsTransferConfig, seed: int) -> LinearHeadModel:
     """Return a copy of the pretrained backbone with a freshly initialised head (seeded)."""
     torch.manual_seed(seed + 1)
-    model = LinearHeadModel(copy.deepcopy(backbone), cfg.width, 5)
-    return model
+    return LinearHeadModel(copy.deepcopy(backbone), cfg.width, 5)
 
 
 def _fine_tune(model: LinearHeadModel, d: dict, cfg: DigitsTransferConfig, seed: int) -> None:
-    """Fine-tune all parameters of `model` with mini-batch SGD at the config's learning rate."""
+    """Fine-tune all parameters of `model` with plain SGD at `cfg.ft_lr` (full batch when `cfg.batch_size` is None)."""
     set_trainable(model, "ft")
     train(
         model,
@@ -445,7 +446,6 @@ def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
         _fine_tune(m, d, cfg, seed)
         sweep.append((float(c), feature_change(backbone, m.backbone, d["x_train"])))
     res["sweep"] = sweep
-    res["train_acc_lp"] = accuracy(lp, d["x_train"], d["y_train"])
     return res
 
 
@@ -483,7 +483,6 @@ def decomposition_check(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
         "head_norms": (head_norm(rand_model), head_norm(model)),
         "P": P,
         "F": F,
-        "F_random": F0,
     }
 
 
@@ -705,6 +704,7 @@ def run_text(cfg: TextConfig, seed: int = 0, device: torch.device | str = "cpu")
     res["norm_grad_lp"] = head_norm_gradient(lp, d["x_train"], d["y_train"]).tolist()
 
     def tune(model: LinearHeadModel, mode: str, lr: float) -> LinearHeadModel:
+        """Train `model` in place in `mode` ('ft' or 'lora') with mini-batch SGD + momentum; return it."""
         set_trainable(model, mode)
         train(
             model,

@@ -48,6 +48,7 @@ def jacobian(model: nn.Module, x: torch.Tensor, names: Iterable[str] | None = No
     frozen = {k: v.detach() for k, v in model.named_parameters() if k not in params}
 
     def f_single(p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+        """Return f(x_i) for one example, shape (C,), as a function of the selected parameters."""
         out = functional_call(model, {**frozen, **buffers, **p}, (xi.unsqueeze(0),))
         if out.dim() != 2:
             raise ValueError(f"model must return (N, C) outputs, got shape {tuple(out.shape)}")
@@ -96,6 +97,7 @@ class _Projected(nn.Module):
         self.register_buffer("V", V.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return V phi(x), shape (N, C)."""
         return self.backbone(x) @ self.V.T
 
 
