@@ -5,6 +5,11 @@ distribution (GPD) with shape `xi` and scale `sigma > 0` has survival function
 `(1 + xi * x / sigma) ** (-1 / xi)` for x >= 0 (`exp(-x / sigma)` at xi = 0), with a finite right
 endpoint `-sigma / xi` when xi < 0. Each row of a matrix is one variable (e.g. one convolution filter);
 ragged samples are a padded matrix with a boolean mask.
+
+Mapping to the paper (Wang & Sato, Eq. (4)) and chapter "parameter-saliency-evt": the code's shape `xi` is
+the paper's shape beta, and the code's scale `sigma` is the paper's scale alpha, so
+G(x | alpha, beta) = 1 - (1 + beta x / alpha)^(-1/beta) is `1 - gpd_survival(x, xi=beta, sigma=alpha)`.
+(This module keeps the common EVT letters xi, sigma; `sigma` here is not the z-score's standard deviation.)
 """
 
 from __future__ import annotations

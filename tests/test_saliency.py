@@ -146,6 +146,27 @@ def test_synthetic_saliencies_exact_tail_is_uniform_under_the_null():
         assert stats.kstest(p.ravel()[::7], "uniform").pvalue > 1e-3
 
 
+def test_topk_overlap_by_brute_force():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((7, 30)), rng.standard_normal((7, 30))
+    k = 4
+    brute = np.mean([len(set(np.argsort(-ra)[:k]) & set(np.argsort(-rb)[:k])) / k for ra, rb in zip(a, b)])
+    assert sal.topk_overlap(a, b, k) == pytest.approx(brute)
+    assert sal.topk_overlap(a, a, k) == 1.0
+    with pytest.raises(ValueError, match="k must"):
+        sal.topk_overlap(a, b, 0)
+
+
+def test_digits_domains_clean_reference_has_distinct_rows():
+    cfg = sal.SaliencyConfig(ref_copies=3, test_copies=2)
+    data = sal.digits_domains(cfg, seed=0)
+    n = data["X_ref"].shape[0]
+    assert torch.unique(data["X_ref"].flatten(1), dim=0).shape[0] == n
+    assert data["X_ref_shift"].shape[0] == 3 * n
+    assert torch.unique(data["X_ref_shift"].flatten(1), dim=0).shape[0] == 3 * n
+    assert data["X_test_shift"].shape[0] == 2 * data["X_test"].shape[0]
+
+
 def test_errors_are_clear(tiny):
     model, X, y = tiny
     with pytest.raises(ValueError, match="labels"):
