@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tools import book
 
 
@@ -30,6 +32,32 @@ def provenance_line(row: dict) -> str:
         f"claims reproduced {ok}/{checked}{skipped_txt} "
         f"({{ref}}`details in the reproducibility report <repro-{row['chapter']}>`)."
     )
+
+
+def render_script_runs(run: dict, titles: dict[str, str]) -> str:
+    """Return a Markdown section for a recorded run of the chapters as scripts (e.g. the full profile on a GPU)."""
+    out = [
+        "",
+        f"## {run['title']}",
+        "",
+        f"{run['device']}; commit `{run['commit']}`, {run['date']}, seed {run['seed']}.",
+        run["how"],
+        "",
+        "| chapter | status | seconds | claims reproduced | not reproduced |",
+        "|---|---|---:|---|---|",
+    ]
+    for row in run["chapters"]:
+        claims = row["claims"]
+        ok = sum(c["outcome"] == "reproduced" for c in claims)
+        checked = sum(c["outcome"] != "skipped" for c in claims)
+        failed = "; ".join(
+            f"{_cell(c['claim'])}: {c['value']:.3g} {c['comparison']} {_cell(c['threshold'])}"
+            for c in claims
+            if c["outcome"] == "not reproduced"
+        )
+        name = titles.get(row["chapter"], row["chapter"])
+        out.append(f"| {_cell(name)} | {row['status']} | {row['seconds']:.0f} | {ok}/{checked} | {failed or '–'} |")
+    return "\n".join(out) + "\n"
 
 
 def render(report: dict, titles: dict[str, str]) -> str:
@@ -73,4 +101,7 @@ def render(report: dict, titles: dict[str, str]) -> str:
             )
         if not row.get("claims"):
             out.append("| (no claim checks recorded) | | | | |")
-    return "\n".join(out) + "\n"
+    page = "\n".join(out) + "\n"
+    for path in sorted((book.ROOT / "reports").glob("*.json")):
+        page += render_script_runs(json.loads(path.read_text()), titles)
+    return page
