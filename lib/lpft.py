@@ -395,6 +395,26 @@ def _calibration(model: nn.Module, d: dict) -> dict[str, float]:
     return {"T": T, "ece": ece, "mce": mce, "ece_ts": ece_ts, "mce_ts": mce_ts}
 
 
+def _probe_recording_norms(model: LinearHeadModel, d: dict, cfg, seed: int) -> dict:
+    """Run LP on `model` in place; return its losses, head norms (per step and final) and Eq. 3's gradient."""
+    norms: list[float] = []
+    losses = linear_probe(
+        model,
+        d["x_train"],
+        d["y_train"],
+        steps=cfg.lp_steps,
+        lr=cfg.lp_lr,
+        seed=seed,
+        callback=lambda _: norms.append(head_norm(model)),
+    )
+    return {
+        "lp_losses": losses,
+        "lp_head_norms": norms,
+        "head_norm_lp": head_norm(model),
+        "norm_grad_lp": head_norm_gradient(model, d["x_train"], d["y_train"]).tolist(),
+    }
+
+
 def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     """Return the LP / FT / LP-FT results of the digits transfer experiment for one seed.
 
@@ -407,19 +427,7 @@ def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
 
     lp = _fresh_model(backbone, cfg, seed)
     res["head_norm_init"] = head_norm(lp)
-    norms: list[float] = []
-    res["lp_losses"] = linear_probe(
-        lp,
-        d["x_train"],
-        d["y_train"],
-        steps=cfg.lp_steps,
-        lr=cfg.lp_lr,
-        seed=seed,
-        callback=lambda _: norms.append(head_norm(lp)),
-    )
-    res["lp_head_norms"] = norms
-    res["head_norm_lp"] = head_norm(lp)
-    res["norm_grad_lp"] = head_norm_gradient(lp, d["x_train"], d["y_train"]).tolist()
+    res.update(_probe_recording_norms(lp, d, cfg, seed))
     # LP-FT starts from the LP head; the head-rescaling sweep multiplies (V, b) by c first.
     runs = {"LP": lp, "FT": _fresh_model(backbone, cfg, seed)}
     _fine_tune(runs["FT"], d, cfg, seed)
@@ -689,19 +697,7 @@ def run_text(cfg: TextConfig, seed: int = 0, device: torch.device | str = "cpu")
     base = LinearHeadModel(copy.deepcopy(backbone), feat_dim, 2).to(device)
     res: dict = {"head_norm_init": head_norm(base)}
     lp = copy.deepcopy(base)
-    norms: list[float] = []
-    res["lp_losses"] = linear_probe(
-        lp,
-        d["x_train"],
-        d["y_train"],
-        steps=cfg.lp_steps,
-        lr=cfg.lp_lr,
-        seed=seed,
-        callback=lambda _: norms.append(head_norm(lp)),
-    )
-    res["lp_head_norms"] = norms
-    res["head_norm_lp"] = head_norm(lp)
-    res["norm_grad_lp"] = head_norm_gradient(lp, d["x_train"], d["y_train"]).tolist()
+    res.update(_probe_recording_norms(lp, d, cfg, seed))
 
     def tune(model: LinearHeadModel, mode: str, lr: float) -> LinearHeadModel:
         """Train `model` in place in `mode` ('ft' or 'lora') with mini-batch SGD + momentum; return it."""
