@@ -13,7 +13,7 @@ export BOOK_DATA_DIR ?= $(abspath ../shared/data)
 endif
 export BOOK_CACHE_DIR ?= $(abspath _build/cache)
 
-.PHONY: help install book chapter test lint sync student clean
+.PHONY: help install book chapter test lint sync setup-cells student clean
 
 help:
 	@echo "make book                      install, execute every chapter ($(PROFILE) profile), build the HTML"
@@ -21,6 +21,7 @@ help:
 	@echo "make chapter C=<slug> [PROFILE=full]   execute one chapter"
 	@echo "make student                   the student edition (no solutions) in _build/student"
 	@echo "make sync                      rewrite chapters/*.ipynb from chapters/*.md"
+	@echo "make setup-cells               rewrite every chapter's setup cell from _config.yml and pyproject.toml"
 	@echo "make clean                     remove _build"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -50,6 +51,9 @@ test: install lint
 
 sync: install
 	$(BIN)/python -m tools.pairs sync
+
+setup-cells: install
+	$(BIN)/python -m tools.setup_cells write
 
 student: install
 	$(BIN)/python -m tools.student
