@@ -395,6 +395,20 @@ def _calibration(model: nn.Module, d: dict) -> dict[str, float]:
     return {"T": T, "ece": ece, "mce": mce, "ece_ts": ece_ts, "mce_ts": mce_ts}
 
 
+def _evaluate_runs(runs: dict, backbone: nn.Module, d: dict) -> dict:
+    """Return head norm, ID/OOD accuracy, feature change from `backbone` (not for LP) and calibration per run."""
+    res: dict = {}
+    for name, model in runs.items():
+        res[f"head_norm_{name}"] = head_norm(model)
+        res[f"acc_id_{name}"] = accuracy(model, d["x_test"], d["y_test"])
+        res[f"acc_ood_{name}"] = accuracy(model, d["x_ood"], d["y_ood"])
+        if name != "LP":
+            res[f"fc_{name}"] = feature_change(backbone, model.backbone, d["x_train"])
+            res[f"fc_ood_{name}"] = feature_change(backbone, model.backbone, d["x_ood"])
+        res[f"cal_{name}"] = _calibration(model, d)
+    return res
+
+
 def _probe_recording_norms(model: LinearHeadModel, d: dict, cfg, seed: int) -> dict:
     """Run LP on `model` in place; return its losses, head norms (per step and final) and Eq. 3's gradient."""
     norms: list[float] = []
@@ -435,13 +449,7 @@ def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     _fine_tune(runs["LP-FT"], d, cfg, seed)
     res["head_norm_ft"] = head_norm(runs["FT"])
     res["head_norm_lpft"] = head_norm(runs["LP-FT"])
-    for name, model in runs.items():
-        res[f"acc_id_{name}"] = accuracy(model, d["x_test"], d["y_test"])
-        res[f"acc_ood_{name}"] = accuracy(model, d["x_ood"], d["y_ood"])
-        if name != "LP":
-            res[f"fc_{name}"] = feature_change(backbone, model.backbone, d["x_train"])
-            res[f"fc_ood_{name}"] = feature_change(backbone, model.backbone, d["x_ood"])
-        res[f"cal_{name}"] = _calibration(model, d)
+    res.update(_evaluate_runs(runs, backbone, d))
     sweep = []
     for c in cfg.head_scales:
         if c == 1.0:  # the unscaled LP head is LP-FT itself
@@ -729,14 +737,7 @@ def run_text(cfg: TextConfig, seed: int = 0, device: torch.device | str = "cpu")
                 scale=1.0,
             )
             runs[name] = tune(m, "lora", cfg.lora_lr)
-    for name, model in runs.items():
-        res[f"head_norm_{name}"] = head_norm(model)
-        res[f"acc_id_{name}"] = accuracy(model, d["x_test"], d["y_test"])
-        res[f"acc_ood_{name}"] = accuracy(model, d["x_ood"], d["y_ood"])
-        if name != "LP":
-            res[f"fc_{name}"] = feature_change(backbone, model.backbone, d["x_train"])
-            res[f"fc_ood_{name}"] = feature_change(backbone, model.backbone, d["x_ood"])
-        res[f"cal_{name}"] = _calibration(model, d)
+    res.update(_evaluate_runs(runs, backbone, d))
     x, y = d["x_train"][: cfg.n_ntk], d["y_train"][: cfg.n_ntk]
     for name, model in (("FT", base), ("LP-FT", lp)):
         P, F = ntk_split(model.backbone, model.head, x)
