@@ -6,6 +6,8 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= quick
 SEED    ?= 0
 C       ?=
+SEEDS   ?= 0-7
+EXECUTOR ?= local
 
 # Datasets that cannot be downloaded at build time live beside the project in ../shared/data (see README).
 ifneq ($(wildcard ../shared/data),)
@@ -13,12 +15,13 @@ export BOOK_DATA_DIR ?= $(abspath ../shared/data)
 endif
 export BOOK_CACHE_DIR ?= $(abspath _build/cache)
 
-.PHONY: help install book chapter test lint sync setup-cells student clean
+.PHONY: help install book chapter seeds test lint sync setup-cells student clean
 
 help:
 	@echo "make book                      install, execute every chapter ($(PROFILE) profile), build the HTML"
 	@echo "make test                      install, then every check CI runs"
 	@echo "make chapter C=<slug> [PROFILE=full]   execute one chapter"
+	@echo "make seeds [C=<slug>] [PROFILE=quick|full] [SEEDS=0-7] [EXECUTOR=local|slurm]   the seed study"
 	@echo "make student                   the student edition (no solutions) in _build/student"
 	@echo "make sync                      rewrite chapters/*.ipynb from chapters/*.md"
 	@echo "make setup-cells               rewrite every chapter's setup cell from _config.yml and pyproject.toml"
@@ -41,6 +44,9 @@ book: install
 chapter: install
 	@test -n "$(C)" || { echo "usage: make chapter C=<slug> [PROFILE=full]"; exit 2; }
 	$(BIN)/python -m tools.execute $(C) --profile $(PROFILE) --seed $(SEED) --force
+
+seeds: install
+	$(BIN)/python -m tools.seeds $(if $(C),--chapter $(C)) --profile $(PROFILE) --seeds $(SEEDS) --executor $(EXECUTOR)
 
 lint: install
 	$(BIN)/ruff check lib tests tools

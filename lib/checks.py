@@ -3,6 +3,21 @@
 Explained in chapter "Using this book". Every experiment of the book ends with `check(...)`.
 The runner (`tools/execute.py`) sets `BOOK_CLAIMS_FILE`; each check appends one JSON line there,
 and the reproducibility report is built from those lines.
+
+How a threshold is chosen (the rule, written once; `tools/seeds.py` records the study it reads):
+
+1. An exact claim (a construction, an identity, a bound that holds by proof) gets the tolerance of the
+   arithmetic (e.g. 1e-10 in float64), never a value read off a run.
+2. Otherwise the threshold is the claim's *null*: the value at which the claim would be false (0 for
+   "A beats B", 1 for "a ratio exceeds one", the ablation arm's value for "the effect comes from M"),
+   moved towards the measured values by at most the recorded seed study allows: with the study's values
+   v_1..v_S over S >= 8 seeds (`reports/seeds-quick.json`), an `at_least` threshold may be raised up to
+   min(v) - 0.25 * (max(v) - min(v)), rounded outward to two significant digits (mirrored for `at_most`),
+   and never past the null. A threshold stricter than the null catches regressions; one looser than it
+   cannot fail when the claim is false, and is a defect.
+3. When the study's worst seed is on the wrong side of the null, the claim does not hold on every seed in
+   this profile: the threshold stays at the null, the chapter says next to the check how many seeds pass,
+   and the "How robust is each claim" page lists it first. Thresholds are never re-tuned to pass.
 """
 
 from __future__ import annotations
@@ -36,6 +51,9 @@ class ClaimRecord:
     def passed(self) -> bool:
         """True unless the claim was checked and did not hold."""
         return self.outcome != "not reproduced"
+
+    def _ipython_display_(self) -> None:
+        """Show nothing in a notebook: `check` has already printed its one readable line."""
 
 
 def _fmt(x: float) -> str:

@@ -154,3 +154,14 @@ def test_emitted_scripts_run_without_jupytext(tmp_path):
     (row,) = json.loads((results / "summary.json").read_text())
     assert row["status"] == "ok" and row["chapter"] == "using-this-book"
     assert (results / "using-this-book.log").exists() and list((results / "figures").glob("*.png"))
+
+
+def test_script_sets_the_seed_even_when_the_parameters_cell_has_comments(tmp_path):
+    from tools.script import to_script
+
+    source = toy_chapter(tmp_path / "c.md", "print('seed is', seed)")
+    source.write_text(source.read_text().replace("seed = 0\n", "seed = 0  # seeds everything\n"))
+    script = to_script(source, seed=5)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "seed is 5" in proc.stdout

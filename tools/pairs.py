@@ -2,10 +2,14 @@
 
 python -m tools.pairs check    # exit 1 when a pair disagrees or a committed notebook has outputs
 python -m tools.pairs sync     # rewrite each .ipynb from its .md (the source of truth), without outputs
+python -m tools.pairs format [chapters/<slug>.md ...]   # ruff-format every code cell of the MyST sources (88 columns)
 """
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,8 +61,41 @@ def sync(source: Path) -> None:
     jupytext.write(nb, target, fmt="ipynb")
 
 
+CODE_CELL = re.compile(r"(```\{code-cell\}[^\n]*\n(?::[^\n]*\n)*\n?)(.*?)(\n```)", re.DOTALL)
+CELL_COLUMNS = 88  # code cells are read in a notebook column, narrower than lib's 120
+
+
+def _ruff() -> str:
+    found = Path(sys.executable).with_name("ruff")
+    return str(found) if found.exists() else (shutil.which("ruff") or "ruff")
+
+
+def format_cell(code: str) -> str:
+    """Return `code` formatted by ruff at the notebook width (unchanged when ruff cannot parse it)."""
+    proc = subprocess.run(
+        [_ruff(), "format", "--line-length", str(CELL_COLUMNS), "--stdin-filename", "cell.py", "-"],
+        input=code,
+        capture_output=True,
+        text=True,
+    )
+    return proc.stdout.rstrip("\n") if proc.returncode == 0 else code
+
+
+def format_source(text: str) -> str:
+    """Return MyST notebook text with every code cell ruff-formatted."""
+    return CODE_CELL.sub(lambda m: m.group(1) + format_cell(m.group(2)) + m.group(3), text)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["format"]:
+        for source in [Path(a) for a in argv[1:]] or paired_sources():
+            text = source.read_text()
+            new = format_source(text)
+            if new != text:
+                source.write_text(new)
+            print(f"{'formatted' if new != text else 'unchanged'} {source}")
+        return 0
     if argv not in (["check"], ["sync"]):
         print(__doc__, file=sys.stderr)
         return 2

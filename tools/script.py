@@ -47,12 +47,19 @@ def to_script(source: Path, seed: int = 0) -> str:
     import jupytext
 
     nb = jupytext.read(source)
-    code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    code = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        code.append(cell.source)
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            code.append(f"# Injected parameters (as papermill does)\nseed = {int(seed)}")
+    if not any(c.startswith("# Injected parameters") for c in code):
+        raise SystemExit(f"error: {source} has no code cell tagged `parameters`; the seed cannot be set")
     for i, cell in enumerate(code):
         if any(line.lstrip().startswith(("%", "!")) for line in cell.splitlines()):
             raise SystemExit(f"error: code cell {i} of {source} uses an IPython magic; chapters must be plain Python")
-    script = PRELUDE + "\n\n".join(code) + "\n_show()\n"
-    return script.replace("\nseed = 0\n", f"\nseed = {seed}\n", 1)
+    return PRELUDE + "\n\n".join(code) + "\n_show()\n"
 
 
 def run_script(script: Path, chapter: str, profile: str, timeout: float | None, results: Path | None) -> dict:

@@ -1,0 +1,161 @@
+"""Seed studies: the local and Slurm paths of tools/seeds.py, and every quick-profile claim backed by >= 8 seeds."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools import book, seeds
+
+HEADER = """---
+jupytext:
+  formats: ipynb,md:myst
+  text_representation: {extension: .md, format_name: myst, format_version: 0.13}
+kernelspec: {display_name: Python 3 (ipykernel), language: python, name: python3}
+---
+"""
+
+
+def toy(path: Path, body: str) -> Path:
+    params = "```{code-cell} ipython3\n:tags: [parameters]\n\nprofile = None\nseed = 0  # a comment\n```\n\n"
+    path.write_text(f"{HEADER}\n# Toy\n\n{params}```{{code-cell}} ipython3\n{body}\n```\n")
+    return path
+
+
+FLAKY = (
+    "import lib\nrun = lib.start(profile, seed)\n"
+    "assert seed != 1, 'seed 1 breaks the toy'\nlib.check('toy seed', seed, at_least=0)"
+)
+
+
+def run_seeds(*args, env=None, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "tools.seeds", *args],
+        cwd=book.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_parse_seeds():
+    assert seeds.parse_seeds("0-3,8") == [0, 1, 2, 3, 8] and seeds.parse_seeds("5") == [5]
+    with pytest.raises(ValueError, match="0-7"):
+        seeds.parse_seeds("zero")
+    with pytest.raises(ValueError, match="empty"):
+        seeds.parse_seeds("4-2")
+
+
+@pytest.mark.book
+def test_local_study_records_skips_and_reports_a_failing_seed(tmp_path):
+    flaky = toy(tmp_path / "flaky.md", FLAKY)
+    record = tmp_path / "seeds-quick.json"
+    args = ["--chapter", "using-this-book", "--chapter", str(flaky), "--seeds", "0-1", "--record", str(record)]
+    first = run_seeds(*args, "--jobs", "2")
+    assert first.returncode == 1, first.stdout + first.stderr  # one seed failed ...
+    assert "FAILED flaky seed 1" in first.stdout and "seed 1 breaks the toy" in first.stdout
+    runs = json.loads(record.read_text())["runs"]
+    assert runs["flaky"]["1"]["status"] == "failed" and runs["flaky"]["0"]["status"] == "ok"  # ... the other kept
+    assert {s: r["status"] for s, r in runs["using-this-book"].items()} == {"0": "ok", "1": "ok"}
+    row = runs["using-this-book"]["1"]
+    assert row["seed"] == 1 and row["seconds"] > 0 and row["peak_memory_mb"] > 0 and row["commit"]
+    claim = row["claims"][0]
+    assert set(claim) == {"claim", "value", "comparison", "threshold", "outcome"}
+    # seed 1 really ran with seed 1: its values differ from seed 0's
+    assert claim["value"] != runs["using-this-book"]["0"]["claims"][0]["value"]
+    again = run_seeds(*args)
+    assert "1 job(s) to run, 3 already recorded" in again.stdout  # only the failed job runs again
+    assert json.loads(record.read_text())["runs"]["using-this-book"] == runs["using-this-book"]
+
+
+STUBS = {
+    "sbatch": """#!/usr/bin/env bash
+# Stub sbatch: keep the submission script, run it in the background as Slurm would, print the job id.
+n=$(( $(ls "$STUB_DIR"/job-*.sh 2>/dev/null | wc -l) + 1000 ))
+cp "$1" "$STUB_DIR/job-$n.sh"
+( sleep 2  # as on a cluster, the job starts after sbatch has answered (submitit names its files by the id)
+  SLURM_JOB_ID=$n SLURM_NTASKS=1 SLURM_JOB_NUM_NODES=1 SLURM_NODEID=0 SLURM_PROCID=0 SLURM_LOCALID=0 \\
+  SLURM_JOB_NODELIST=node1 bash "$1" > "$STUB_DIR/job-$n.log" 2>&1; touch "$STUB_DIR/done-$n" ) &
+echo "Submitted batch job $n"
+""",
+    "srun": """#!/usr/bin/env bash
+# Stub srun: drop srun's own options, run the command with its output where --output asks.
+out=/dev/null; err=
+while [[ "$1" == --* ]]; do
+  case "$1" in --output) out=$2; shift 2;; --error) err=$2; shift 2;; *) shift;; esac
+done
+out=${out//%j/$SLURM_JOB_ID}; out=${out//%t/$SLURM_PROCID}; err=${err//%j/$SLURM_JOB_ID}; err=${err//%t/$SLURM_PROCID}
+exec "$@" > "$out" 2> "${err:-$out}"
+""",
+    "sacct": """#!/usr/bin/env bash
+echo "JobID|State|NodeList"
+while [ $# -gt 0 ]; do
+  if [ "$1" = "-j" ]; then
+    if [ -e "$STUB_DIR/done-$2" ]; then echo "$2|COMPLETED|node1"; else echo "$2|RUNNING|node1"; fi; shift
+  fi
+  shift
+done
+""",
+    "squeue": "#!/usr/bin/env bash\necho JOBID\n",
+    "scancel": "#!/usr/bin/env bash\nexit 0\n",
+}
+
+
+@pytest.mark.book
+def test_slurm_path_submits_what_the_flags_ask(tmp_path):
+    stub_dir, bin_dir = tmp_path / "slurm", tmp_path / "bin"
+    stub_dir.mkdir()
+    bin_dir.mkdir()
+    for name, text in STUBS.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    chapter = toy(
+        tmp_path / "toy.md", "import lib\nrun = lib.start(profile, seed)\nlib.check('toy seed', seed, at_least=0)"
+    )
+    record = tmp_path / "seeds-quick.json"
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STUB_DIR": str(stub_dir)}
+    proc = run_seeds(
+        "--chapter", str(chapter), "--seeds", "2", "--executor", "slurm", "--partition", "testq",
+        "--gpus-per-job", "2", "--time-min", "7", "--cpus", "3", "--record", str(record), env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (script,) = stub_dir.glob("job-*.sh")
+    text = script.read_text()
+    for want in (
+        "#SBATCH --partition=testq",
+        "#SBATCH --gpus-per-node=2",
+        "#SBATCH --time=7",
+        "#SBATCH --cpus-per-task=3",
+    ):
+        assert want in text, f"{want!r} not in the submission script:\n{text}"
+    row = json.loads(record.read_text())["runs"]["toy"]["2"]
+    assert row["status"] == "ok" and row["claims"][0]["value"] == 2.0
+
+
+def test_unknown_chapter_is_a_clear_error():
+    proc = run_seeds("--chapter", "no-such-chapter", "--seeds", "0")
+    assert proc.returncode != 0 and "no chapter 'no-such-chapter'" in proc.stderr
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_every_quick_claim_has_a_seed_study(built_book, slug):
+    """Staleness: each claim a chapter checks in the quick profile has >= 8 seeds in reports/seeds-quick.json."""
+    row = built_book.report.get(slug)
+    assert row is not None, f"{slug} missing from the execution report"
+    studied = {r["claim"]: r for r in seeds.summary(seeds.load_record(seeds.record_path("quick")), [slug])}
+    how = f"run the study: `make seeds C={slug}` (or `python -m tools.seeds --chapter {slug}`) and commit reports/"
+    for claim in row["claims"]:
+        if claim["outcome"] == "skipped":
+            continue
+        got = studied.get(claim["claim"])
+        n = got["checked"] if got else 0
+        assert n >= seeds.STUDY_MIN_SEEDS, (
+            f"{slug}: the claim {claim['claim']!r} has {n} seed(s) in reports/seeds-quick.json "
+            f"(needs {seeds.STUDY_MIN_SEEDS}); {how}"
+        )
