@@ -3,6 +3,8 @@ PYTHON  ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+CFF     := $(VENV)/cff/bin/cffconvert
+VERSION ?=
 PROFILE ?= quick
 SEED    ?= 0
 C       ?=
@@ -15,7 +17,7 @@ export BOOK_DATA_DIR ?= $(abspath ../shared/data)
 endif
 export BOOK_CACHE_DIR ?= $(abspath _build/cache)
 
-.PHONY: help install book chapter seeds test lint sync setup-cells student clean
+.PHONY: help install book chapter seeds test lint sync setup-cells student release clean
 
 help:
 	@echo "make book                      install, execute every chapter ($(PROFILE) profile), build the HTML"
@@ -25,6 +27,7 @@ help:
 	@echo "make student                   the student edition (no solutions) in _build/student"
 	@echo "make sync                      rewrite chapters/*.ipynb from chapters/*.md"
 	@echo "make setup-cells               rewrite every chapter's setup cell from _config.yml and pyproject.toml"
+	@echo "make release VERSION=x.y.z     set the version, point launch buttons and setup cells at it, test, tag"
 	@echo "make clean                     remove _build"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -34,7 +37,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP)
+# cffconvert validates CITATION.cff; it pins an old jsonschema, so it lives in a venv of its own.
+$(CFF):
+	$(PYTHON) -m venv $(VENV)/cff
+	$(VENV)/cff/bin/python -m pip install -q cffconvert==2.0.0
+
+install: $(STAMP) $(CFF)
 
 book: install
 	@status=0; $(BIN)/python -m tools.execute --profile $(PROFILE) --seed $(SEED) || status=$$?; \
@@ -51,11 +59,14 @@ seeds: install
 lint: install
 	$(BIN)/ruff check lib tests tools
 	$(BIN)/ruff format --check lib tests tools
+	$(BIN)/actionlint .github/workflows/*.yml
+	$(CFF) --validate -i CITATION.cff
 
 test: install lint
 	$(BIN)/python -m pytest
 
 sync: install
+	$(BIN)/python -m tools.pairs format
 	$(BIN)/python -m tools.pairs sync
 
 setup-cells: install
@@ -63,6 +74,10 @@ setup-cells: install
 
 student: install
 	$(BIN)/python -m tools.student
+
+release: install
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z"; exit 2; }
+	$(BIN)/python -m tools.release $(VERSION)
 
 clean:
 	rm -rf _build

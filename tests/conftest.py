@@ -46,3 +46,13 @@ def built_book() -> BuiltBook:
         {r["chapter"]: r for r in rows},
         book.HTML,
     )
+
+
+@pytest.fixture(scope="session")
+def student_edition(built_book) -> Path:
+    """Build the student edition (notebooks and HTML) once; return its folder."""
+    from tools import student
+
+    proc = subprocess.run([sys.executable, "-m", "tools.student"], cwd=book.ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return student.STUDENT

@@ -2,7 +2,9 @@
 
 Checks: math typeset by MathJax (no raw TeX left), every image loads, no JavaScript errors, launch and
 download buttons with the right targets, the search page finds a chapter's term, dark mode renders.
-Saves a screenshot of each page in `_build/screenshots/`. Without Chromium the test skips with one line,
+No display math or input code wider than its column at 1280 px. Saves screenshots of each page in
+`_build/screenshots/`: `<page>.png` (desktop; whole page for chapters), `<page>-390.png` (a phone),
+`<page>-dark.png` (dark mode). Without Chromium the test skips with one line,
 except under CI (`CI=true`), where a missing browser is a failure.
 """
 
@@ -17,7 +19,7 @@ import pytest
 from tools import book
 
 pytestmark = [pytest.mark.book, pytest.mark.browser]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -53,6 +55,14 @@ def browser(built_book):
         yield chromium, f"http://127.0.0.1:{server.server_address[1]}"
         chromium.close()
     server.shutdown()
+
+
+# Display math and input code whose content is wider than the column that holds it (clipped or scrolled).
+WIDE_ELEMENTS = """() => [...document.querySelectorAll(
+    'article mjx-container[display="true"], article div.cell_input pre')]
+  .filter(e => e.scrollWidth > e.clientWidth + 2 || e.getBoundingClientRect().right >
+               e.closest('section, div.cell, article').getBoundingClientRect().right + 2)
+  .map(e => (e.tagName === 'PRE' ? 'code: ' : 'math: ') + e.textContent.trim().slice(0, 70))"""
 
 
 def open_page(browser, path):
@@ -100,8 +110,18 @@ def test_page_renders(browser, path):
         assert page.locator(f"a[href$='_sources/chapters/{slug}.ipynb']").count() == 1
         assert page.locator("text=Provenance.").count() == 1
         assert page.locator("figure img").count() > 0, "a chapter without a figure"
-    page.screenshot(path=str(SHOTS / f"{path.replace('/', '-')}.png"), full_page=False)
+    name = path.replace("/", "-")
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=path.startswith("chapters/"))
+    wide = page.evaluate(WIDE_ELEMENTS)
+    assert not wide, f"{path}: wider than their column at 1280 px: {wide}"
     assert not errors, f"JavaScript errors: {errors}"
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(SHOTS / f"{name}-390.png"))
+    page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; }")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(SHOTS / f"{name}-dark.png"))
     page.close()
 
 

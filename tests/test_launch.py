@@ -50,3 +50,34 @@ def test_launch_links_point_at_the_chapter_notebook(built_book, slug):
     assert binder[0].endswith(f"chapters/{slug}.ipynb")
     assert book.chapter_notebook(slug).exists()  # the path both links open exists in the repository
     assert f'href="../_sources/chapters/{slug}.ipynb"' in html
+
+
+def test_launch_buttons_and_setup_cells_use_the_release_ref():
+    """One ref everywhere: `repository.branch` (launch buttons) is the release tag of pyproject's version."""
+    url, ref = setup_cells.repository()
+    assert ref == f"v{setup_cells.version()}", (
+        f"_config.yml repository.branch is {ref!r}, the release is v{setup_cells.version()}"
+    )
+    assert setup_cells.setup_source().count(f"git+{url}@{ref}") == 1
+
+
+def test_a_failed_install_says_what_to_run(tmp_path):
+    """The setup cell, on a machine where pip fails, stops with one sentence that names the pip line."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nsys.modules['lib'] = None\nsys.executable = '/bin/false'\n"  # lib missing, pip failing
+        + setup_cells.setup_source()
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    url, ref = setup_cells.repository()
+    assert f'pip install "ml-theory-book-lib @ git+{url}@{ref}"' in proc.stderr
+    assert "Traceback" not in proc.stderr  # a sentence, not a traceback
+
+
+def test_publishing_workflow_builds_both_editions():
+    text = (book.ROOT / ".github" / "workflows" / "book.yml").read_text()
+    assert "make test" in text and "make student" in text and "deploy-pages" in text
+    assert "git push --force origin student" in text  # the branch the student edition's buttons open

@@ -1,14 +1,12 @@
 """Instructors: the student edition has every exercise and no solution, and its notebooks run."""
 
 import re
-import subprocess
-import sys
 
 import jupytext
 import nbformat
 import pytest
 
-from tools import book, student
+from tools import book, notebooks, setup_cells, student
 
 pytestmark = pytest.mark.book
 
@@ -30,13 +28,6 @@ def test_strip_solutions_handles_nesting_and_colon_fences():
     assert "secret" not in out and "{exercise}" in out and "Q?" in out and out.rstrip().endswith("after")
     with pytest.raises(ValueError, match="unclosed"):
         student.strip_solutions("```{solution} e1\nnever closed\n")
-
-
-@pytest.fixture(scope="module")
-def student_edition(built_book):
-    proc = subprocess.run([sys.executable, "-m", "tools.student"], cwd=book.ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return student.STUDENT
 
 
 @pytest.mark.parametrize("slug", book.chapter_slugs())
@@ -62,12 +53,18 @@ def test_no_solution_survives_and_every_exercise_does(student_edition, slug):
 
 
 @pytest.mark.parametrize("slug", book.chapter_slugs())
-def test_student_notebooks_are_valid_and_run(student_edition, slug, tmp_path):
+def test_student_notebooks_are_valid_plain_jupyter_and_run(student_edition, slug, tmp_path):
     nb = nbformat.read(student_edition / "notebooks" / f"{slug}.ipynb", as_version=4)
     nbformat.validate(nb)
+    assert notebooks.leftovers(nb) == [], f"{slug}: MyST syntax left for Colab to show as text"
+    exercises = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "**Exercise " in c.source]
+    assert exercises, f"{slug}: no exercise in the student notebook"
+    for i in exercises:  # an empty answer cell after each exercise
+        assert "answer" in nb.cells[i + 1].metadata.get("tags", []), f"{slug}: no answer cell after cell {i}"
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     full = [c.source for c in jupytext.read(book.chapter_source(slug)).cells if c.cell_type == "code"]
-    if code == full:
+    assert code[0] == setup_cells.setup_source(student.STUDENT_REF)  # installs lib from the student branch
+    if code[1:] == full[1:]:
         # The same code cells as the chapter, which the book executed with every claim checked.
         assert book.load_report()["chapters"][slug]["status"] == "ok"
         return
@@ -81,3 +78,36 @@ def test_student_notebooks_are_valid_and_run(student_edition, slug, tmp_path):
         cwd=str(book.ROOT / "chapters"),
         progress_bar=False,
     )
+
+
+def spoiler_lines(slug: str) -> list[str]:
+    """Return the lines of a chapter's spoiler blocks (text that answers an exercise)."""
+    blocks = student.SPOILER.findall(book.chapter_source(slug).read_text())
+    lines = [x.strip() for block in blocks for x in block.splitlines()[1:-1]]
+    return [x for x in lines if len(x) > 30 and not x.startswith(("|---", "<!--"))]
+
+
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_no_spoiler_reaches_a_student(student_edition, slug):
+    lines = spoiler_lines(slug)
+    for path in [
+        student_edition / "notebooks" / f"{slug}.ipynb",
+        student_edition / "html" / "chapters" / f"{slug}.html",
+        student_edition / "html" / "_sources" / "chapters" / f"{slug}.ipynb",
+    ]:
+        text = path.read_text()
+        leaked = [x for x in lines if x in text or x.replace('"', '\\"') in text]
+        assert not leaked, f"{path} still answers an exercise: {leaked[:2]}"
+
+
+def test_student_html_opens_student_notebooks_and_has_its_own_instructors_page(student_edition):
+    html = student_edition / "html"
+    owner_repo = setup_cells.repository()[0].removeprefix("https://github.com/")
+    for slug in book.chapter_slugs():
+        page = (html / "chapters" / f"{slug}.html").read_text()
+        colab = re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', page)
+        assert colab == [f"https://colab.research.google.com/github/{owner_repo}/blob/student/chapters/{slug}.ipynb"]
+        binder = re.findall(r'href="(https://mybinder\.org/[^"]+)"', page)
+        assert len(binder) == 1 and f"/{owner_repo}/student?" in binder[0]
+    instructors = (html / "instructors.html").read_text()
+    assert "student edition" in instructors and "make student" not in instructors

@@ -17,6 +17,7 @@ STAGE = BUILD / "book"  # the source tree Jupyter Book builds from
 HTML = BUILD / "html"
 TOP_PAGES = ("intro.md", "notation.md", "bibliography.md", "instructors.md")
 ASSETS = ("_config.yml", "_toc.yml", "references.bib", "logo.png")
+GENERATED = ("reproducibility.md", "robustness.md")  # pages written at build time from the records
 
 
 CPU_ONLY = {"using-this-book"}  # chapters whose full profile does not want a GPU

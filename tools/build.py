@@ -15,12 +15,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
 
-from tools import book, report
+from tools import book, report, seeds
 
 
 def chapter_title(nb) -> str:
@@ -83,7 +84,7 @@ def stage(
     written (the student edition strips solutions with them).
     """
     problems = []
-    wanted = {"_build", "chapters", "reproducibility.md", *book.ASSETS, *book.TOP_PAGES}
+    wanted = {"_build", "_static", "chapters", "robustness", *book.GENERATED, *book.ASSETS, *book.TOP_PAGES}
     if dest.exists():  # remove what is no longer part of the book; keep Sphinx's cache in _build
         for child in dest.iterdir():
             if child.name not in wanted:
@@ -91,13 +92,21 @@ def stage(
         for old in (dest / "chapters").glob("*"):
             if old.stem not in book.chapter_slugs():
                 old.unlink()
+    for static in (book.ROOT / "_static").glob("*"):
+        _write(dest / "_static" / static.name, static.read_bytes())
     for name in (*book.ASSETS, *book.TOP_PAGES):
         text = (book.ROOT / name).read_bytes()
+        if name == "references.bib":
+            text = disambiguate_years(text.decode()).encode()
         if name.endswith(".md"):
             page = link_notebooks(text.decode(), book.chapter_slugs())
             text = (transform_text(page) if transform_text is not None else page).encode()
         _write(dest / name, text)
     data = book.load_report(report_file)
+    record = seeds.load_record(seeds.record_path("quick"))
+    seed_rows = {
+        slug: [r for r in seeds.summary(record, [slug]) if r["passed"] < r["checked"]] for slug in record["runs"]
+    }
     titles = {}
     for slug in book.chapter_slugs():
         src = executed / "chapters" / f"{slug}.ipynb"
@@ -116,11 +125,44 @@ def stage(
         for cell in nb.cells:
             if cell.cell_type == "markdown":
                 cell.source = link_notebooks(cell.source, book.chapter_slugs())
+            tags = cell.get("metadata", {}).get("tags", [])
+            if {"parameters", "injected-parameters"} & set(tags) and "hide-input" not in tags:
+                cell.metadata["tags"] = [*tags, "hide-input"]  # folded: the reader sees the values on request
+        note_seed_failures(nb, seed_rows.get(slug, []))
         if transform is not None:
             nb = transform(nb)
         _write(dest / "chapters" / f"{slug}.ipynb", nbformat.writes(nb).encode())
     _write(dest / "reproducibility.md", report.render(data, titles).encode())
+    _write(dest / "robustness.md", report.render_robustness(record, titles, dest / "robustness").encode())
     return problems
+
+
+def note_seed_failures(nb: nbformat.NotebookNode, rows: list[dict]) -> None:
+    """Insert, after the cell whose output shows a check, a note when that claim fails on some seeds."""
+    for row in rows:
+        needle = f": {row['claim']}: "
+        for i, cell in enumerate(nb.cells):
+            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+            if cell.cell_type == "code" and needle in text:
+                note = nbformat.v4.new_markdown_cell(report.seed_note(row))
+                note.metadata["tags"] = ["seed-study"]
+                nb.cells.insert(i + 1, note)
+                break
+
+
+def disambiguate_years(bib: str) -> str:
+    """Return `references.bib` with `2019a`/`2019b` where two works share first author(s) and year."""
+    from tools import notebooks
+
+    with tempfile.NamedTemporaryFile("w", suffix=".bib", delete=False) as fh:
+        fh.write(bib)
+    refs = notebooks.bibliography(Path(fh.name))
+    Path(fh.name).unlink()
+    for key, ref in refs.items():
+        if ref["year"][-1:].isalpha():
+            entry = re.compile(rf"(@\w+\{{{re.escape(key)},.*?year\s*=\s*[{{\"]?)(\d{{4}})", re.S)
+            bib = entry.sub(lambda m, y=ref["year"]: m.group(1) + y, bib, count=1)
+    return bib
 
 
 def dedupe_inline_scripts(page: Path) -> None:

@@ -1,4 +1,4 @@
-"""Check or sync the jupytext pairs `chapters/<slug>.md` <-> `chapters/<slug>.ipynb`.
+"""Check or sync the pairs `chapters/<slug>.md` (MyST, the source of truth) -> `chapters/<slug>.ipynb` (Colab's).
 
 python -m tools.pairs check    # exit 1 when a pair disagrees or a committed notebook has outputs
 python -m tools.pairs sync     # rewrite each .ipynb from its .md (the source of truth), without outputs
@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jupytext
 import nbformat
 
 from tools import book
@@ -30,35 +29,35 @@ def _cells(nb) -> list[tuple[str, str]]:
 
 
 def problems(source: Path) -> list[str]:
-    """Return what is wrong with the pair of `source` (empty when it is in sync and output-free)."""
+    """Return what is wrong with the pair of `source` (empty when it is in sync and output-free).
+
+    The committed notebook is the plain-Jupyter conversion of the MyST source (`tools/notebooks.py`): the same
+    code cells, and markdown that Colab and Jupyter render.
+    """
+    from tools import notebooks
+
     notebook = source.with_suffix(".ipynb")
     if not notebook.exists():
         return [f"{source.name}: no paired notebook {notebook.name} (run `make sync`)"]
-    text_nb = jupytext.read(source)
     ipynb = nbformat.read(notebook, as_version=4)
     out = []
-    if _cells(text_nb) != _cells(ipynb):
+    if _cells(notebooks.convert(source.stem, source=source)) != _cells(ipynb):
         out.append(f"{source.name} and {notebook.name} disagree (run `make sync`)")
     for i, cell in enumerate(ipynb.cells):
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
             out.append(f"{notebook.name}: cell {i} has outputs; commit notebooks without outputs (`make sync`)")
             break
+    left = notebooks.leftovers(ipynb)
+    if left:
+        out.append(f"{notebook.name}: MyST syntax that Colab shows as text: {', '.join(left[:3])} (`make sync`)")
     return out
 
 
 def sync(source: Path) -> None:
-    """Write `source`'s notebook from the `.md`, keeping the pairing metadata, with no outputs."""
-    nb = jupytext.read(source)
-    target = source.with_suffix(".ipynb")
-    old_ids = [c.get("id") for c in nbformat.read(target, as_version=4).cells] if target.exists() else []
-    for i, cell in enumerate(nb.cells):
-        if i < len(old_ids) and old_ids[i]:  # keep cell ids stable, so diffs show only real changes
-            cell["id"] = old_ids[i]
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    if book.wants_gpu(source.stem):  # Colab opens a GPU runtime for chapters whose full profile wants one
-        nb.metadata.update(book.COLAB_GPU)
-    jupytext.write(nb, target, fmt="ipynb")
+    """Write `source`'s notebook: the plain-Jupyter conversion of the `.md`, with no outputs."""
+    from tools import notebooks
+
+    notebooks.write_notebook(notebooks.convert(source.stem, source=source), source.with_suffix(".ipynb"))
 
 
 CODE_CELL = re.compile(r"(```\{code-cell\}[^\n]*\n(?::[^\n]*\n)*\n?)(.*?)(\n```)", re.DOTALL)

@@ -4,7 +4,8 @@
     python -m tools.setup_cells write   # rewrite the setup cells (and Colab metadata) in chapters/*.md
 
 The setup cell installs `lib` from the book's repository (`repository.url` in `_config.yml`, the one place the
-address is configured) pinned to the release tag `v<version>` of `pyproject.toml`, only when `import lib` fails.
+address is configured) at the ref the launch buttons open (`repository.branch`, the release tag `v<version>` that
+`make release` writes), only when `import lib` fails; a failed install says what to run by hand.
 """
 
 from __future__ import annotations
@@ -26,22 +27,32 @@ except ImportError:
     import subprocess
     import sys
 
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "{requirement}"])
+    requirement = "{requirement}"
+    if subprocess.call([sys.executable, "-m", "pip", "install", "-q", requirement]):
+        raise SystemExit(
+            "Could not install the book's library `lib` (is this runtime online?). Run "
+            f'`pip install "{{requirement}}"` by hand (in Colab: a cell with `!pip install ...`), '
+            "then run this cell again."
+        ) from None
     import lib"""
 FIRST_CODE_CELL = re.compile(r"```\{code-cell\}[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)\n```", re.DOTALL)
 
 
+def version() -> str:
+    """Return the book's version (`project.version` of pyproject.toml, the one place it is written)."""
+    return tomllib.loads((book.ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
 def repository() -> tuple[str, str]:
-    """Return the repository URL (from `_config.yml`) and the release tag (from `pyproject.toml`)."""
+    """Return the repository URL and the ref the launch buttons open (`repository` of `_config.yml`)."""
     config = yaml.safe_load((book.ROOT / "_config.yml").read_text())
-    version = tomllib.loads((book.ROOT / "pyproject.toml").read_text())["project"]["version"]
-    return config["repository"]["url"].rstrip("/"), f"v{version}"
+    return config["repository"]["url"].rstrip("/"), str(config["repository"]["branch"])
 
 
-def setup_source() -> str:
-    """Return the canonical setup cell."""
-    url, tag = repository()
-    return SETUP_TEMPLATE.format(requirement=f"ml-theory-book-lib @ git+{url}@{tag}")
+def setup_source(ref: str | None = None) -> str:
+    """Return the canonical setup cell, installing `lib` from `ref` (default: the launch buttons' ref)."""
+    url, launch_ref = repository()
+    return SETUP_TEMPLATE.format(requirement=f"ml-theory-book-lib @ git+{url}@{ref or launch_ref}")
 
 
 def problems(source) -> list[str]:

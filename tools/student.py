@@ -1,10 +1,12 @@
-"""Build the student edition: every solution removed from the notebooks and from the HTML.
+"""Build the student edition: no solution and no spoiler anywhere a student can reach.
 
     python -m tools.student
 
-Writes `_build/student/notebooks/<slug>.ipynb` (each chapter, unexecuted, without solutions: `{solution}`
-directives and code cells tagged `solution` are removed) and `_build/student/html/` (the whole book built from
-the executed notebooks with the same removal). Exercises stay, numbered as in the instructor edition.
+Writes `_build/student/notebooks/<slug>.ipynb` (each chapter as plain Jupyter Markdown, unexecuted, without
+solutions or spoiler blocks, with an answer cell after each exercise; its setup cell installs `lib` from the
+`student` branch) and `_build/student/html/` (the whole book, built from the executed notebooks with the same
+removal, its own "For instructors" page, and launch buttons that open the student notebooks on the `student`
+branch, which the publishing workflow fills with these notebooks). Exercises keep their numbers.
 """
 
 from __future__ import annotations
@@ -13,17 +15,30 @@ import re
 import shutil
 import sys
 
-import jupytext
 import nbformat
+import yaml
 
-from tools import book, build
+from tools import book, build, notebooks, setup_cells
 
 STUDENT = book.BUILD / "student"
+STUDENT_REF = "student"  # the branch the workflow publishes the student notebooks on
 OPEN_SOLUTION = re.compile(r"^(\s*)(`{3,}|:{3,})\{solution(?:-start)?\}")
+SPOILER = re.compile(r"^<!--\s*spoiler(?::[^>]*)?-->\s*\n.*?^<!--\s*/spoiler\s*-->\s*\n?", re.M | re.S)
+
+INSTRUCTORS_PAGE = """# For instructors
+
+This is the **student edition** of the book: exercises without solutions, and without the passages of
+"What the numbers say" that would answer them. Its launch buttons open the student notebooks, which have an
+empty answer cell after each exercise.
+
+If you teach with this book, use the instructor edition instead: the same book with every solution in a
+drop-down under its exercise, a table of what each exercise practises, and how to build and hand out this
+edition. It is at {base_url}instructors.html.
+"""
 
 
 def strip_solutions(text: str) -> str:
-    """Return MyST text without its `{solution}` directives (backtick or colon fences, nested fences kept out)."""
+    """Return MyST text without its `{solution}` directives and without its spoiler blocks."""
     out, fence = [], None
     for line in text.splitlines(keepends=True):
         if fence is None:
@@ -36,11 +51,11 @@ def strip_solutions(text: str) -> str:
             fence = None
     if fence is not None:
         raise ValueError(f"unclosed {{solution}} directive (fence {fence!r})")
-    return re.sub(r"\n{3,}", "\n\n", "".join(out))
+    return re.sub(r"\n{3,}", "\n\n", SPOILER.sub("", "".join(out)))
 
 
 def strip_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Return `nb` without solution directives in markdown cells and without cells tagged `solution`."""
+    """Return `nb` without solution directives and spoilers in markdown cells and without `solution` cells."""
     cells = []
     for cell in nb.cells:
         if "solution" in cell.get("metadata", {}).get("tags", []):
@@ -54,26 +69,58 @@ def strip_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def student_notebook(slug: str, ctx: notebooks.Book) -> nbformat.NotebookNode:
+    """Return the student notebook of a chapter: converted, solution-free, installing `lib` from `student`."""
+    nb = notebooks.convert(slug, ctx, student=True)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            if cell.source.strip() == setup_cells.setup_source().strip():
+                cell.source = setup_cells.setup_source(STUDENT_REF)
+            break
+    return nb
+
+
+def student_text(text: str) -> str:
+    """Rewrite a top-level page for the student edition."""
+    if text.startswith("# For instructors"):
+        return INSTRUCTORS_PAGE.format(base_url=notebooks.base_url())
+    return strip_solutions(text)
+
+
 def main() -> int:
-    notebooks = STUDENT / "notebooks"
-    if notebooks.exists():
-        shutil.rmtree(notebooks)
-    notebooks.mkdir(parents=True)
+    out = STUDENT / "notebooks"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    ctx = notebooks.context()
     for slug in book.chapter_slugs():
-        nb = strip_notebook(jupytext.read(book.chapter_source(slug)))
-        nb.metadata.pop("jupytext", None)
-        nbformat.validate(nb)
-        nbformat.write(nb, notebooks / f"{slug}.ipynb")
-    problems = build.stage(STUDENT / "book", transform=strip_notebook, transform_text=strip_solutions)
+        notebooks.write_notebook(student_notebook(slug, ctx), out / f"{slug}.ipynb")
+    dest = STUDENT / "book"
+    problems = build.stage(dest, transform=strip_notebook, transform_text=student_text)
+    config = yaml.safe_load((dest / "_config.yml").read_text())
+    config["repository"]["branch"] = STUDENT_REF  # launch buttons open the student notebooks
+    config["title"] = config["title"] + " (student edition)"
+    (dest / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    for slug in book.chapter_slugs():  # the page's download button and _sources: the student notebook's code too
+        staged = dest / "chapters" / f"{slug}.ipynb"
+        if staged.exists():
+            nb = nbformat.read(staged, as_version=4)
+            for cell in nb.cells:
+                if cell.cell_type == "code" and "import lib" in cell.source and "requirement" in cell.source:
+                    cell.source = setup_cells.setup_source(STUDENT_REF)
+                    break
+            nbformat.write(nb, staged)
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
     if problems:
         return 1
-    code = build.build(STUDENT / "book", html_link=None)
+    code = build.build(dest, html_link=None)
     html = STUDENT / "html"
     if code == 0:
-        shutil.copytree(STUDENT / "book" / "_build" / "html", html, dirs_exist_ok=True)
-        print(f"student notebooks: {notebooks}\nstudent HTML: {html / 'index.html'}")
+        if html.exists():
+            shutil.rmtree(html)
+        shutil.copytree(dest / "_build" / "html", html)
+        print(f"student notebooks: {out}\nstudent HTML: {html / 'index.html'}")
     return code
 
 

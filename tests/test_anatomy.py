@@ -1,0 +1,49 @@
+"""What each chapter's source must look like for readers (DESIGN.md "Chapter anatomy"), checked as text."""
+
+import re
+
+import pytest
+
+from tools import book, pairs
+
+PAPERS = [s for s in book.chapter_slugs() if s != "using-this-book"]
+PROCESS_NOTES = ("while we revised", "in our prototype", "an earlier version", "when this chapter was first")
+
+
+def section(text: str, heading: str) -> str:
+    match = re.search(rf"^## {re.escape(heading)}\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    return match.group(1) if match else ""
+
+
+@pytest.mark.parametrize("slug", PAPERS)
+def test_numbers_section_opens_with_a_verdict_table(slug):
+    text = book.chapter_source(slug).read_text()
+    body = section(text, "What the numbers say").strip()
+    assert body, f"{slug}: no '## What the numbers say' section"
+    first = body.split("\n\n", 1)[0]
+    header = first.splitlines()[0] if first.startswith("|") else ""
+    assert "verdict" in header.lower(), f"{slug}: 'What the numbers say' must open with a verdict table"
+    verdicts = re.findall(r"\|\s*(reproduced|partly|not reproduced|not tested here)\s*\|?\s*$", first, re.M | re.I)
+    assert verdicts, f"{slug}: the verdict table has no row with a verdict"
+
+
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_no_process_notes_and_no_roles_in_directive_titles(slug):
+    text = book.chapter_source(slug).read_text()
+    found = [p for p in PROCESS_NOTES if p in text.lower()]
+    assert not found, f"{slug}: process notes for readers: {found}"
+    titles = re.findall(r"^[`:]{3,}\{[\w:-]+\}[^\n]*\{[\w:]+\}`", text, re.M)
+    assert not titles, f"{slug}: a MyST role in a directive title does not render: {titles[:1]}"
+
+
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_code_cells_are_formatted(slug):
+    text = book.chapter_source(slug).read_text()
+    assert pairs.format_source(text) == text, f"{slug}: code cells not formatted (`python -m tools.pairs format`)"
+
+
+@pytest.mark.parametrize("slug", PAPERS)
+def test_chapter_ends_with_its_reference_list(slug):
+    text = book.chapter_source(slug).read_text()
+    refs = section(text, "References")
+    assert "{bibliography}" in refs and "docname in docnames" in refs, f"{slug}: no reference list at the end"

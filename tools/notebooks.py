@@ -1,0 +1,401 @@
+"""The notebooks readers and students open: plain Jupyter Markdown generated from the MyST sources.
+
+    python -m tools.notebooks write            # chapters/<slug>.ipynb (instructor edition, solutions folded)
+    python -m tools.notebooks student DIR      # DIR/<slug>.ipynb (student edition: no solution, no spoiler)
+
+Colab and Jupyter do not speak MyST, so the book's one converter turns each chapter's markdown into what they
+render: theorems, definitions and exercises as bold-titled blocks, solutions as `<details>` (instructor) or not
+at all (student), citations as author-year text linked to the paper, cross-references as links to the book's
+HTML, `$$...$$` math without MyST labels, and after each exercise an empty answer cell. Code cells are the
+chapter's own, unchanged. Blocks wrapped in `<!-- spoiler: label -->` ... `<!-- /spoiler -->` answer an
+exercise: the student edition drops them.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jupytext
+import nbformat
+import yaml
+
+from tools import book
+
+OPEN = re.compile(r"^(\s*)(`{3,}|:{3,})\{([\w:-]+)\}[ \t]*(.*)$")
+PLAIN_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})")
+OPTION = re.compile(r"^:([\w-]+):\s*(.*)$")
+TARGET = re.compile(r"^\(([\w:-]+)\)=\s*$")
+SPOILER_OPEN = re.compile(r"^<!--\s*spoiler(?::\s*[\w:-]*)?\s*-->\s*$")
+SPOILER_CLOSE = re.compile(r"^<!--\s*/spoiler\s*-->\s*$")
+ROLE = re.compile(r"\{([\w:-]+)\}`([^`]*)`")
+MD_LINK = re.compile(r"\[([^\]]*)\]\(((?:\.\./|\./)?(?:chapters/)?[\w-]+)\.(?:md|ipynb)(#[\w-]+)?\)")
+EQ_LABEL = re.compile(r"(\$\$)\s*\([\w:-]+\)\s*$")
+KINDS = {"prf:algorithm": "Algorithm", "prf:proof": "Proof", "note": "Note", "warning": "Warning", "tip": "Tip"}
+MYST_LEFTOVERS = ("```{", ":::{", "{cite", "{prf:", "{ref}", "{eq}", "{numref}", "{doc}", ":label:", ":class:")
+
+
+@dataclass
+class Book:
+    """What the converter needs to know about the whole book: titles, labels, numbers, references."""
+
+    base_url: str
+    titles: dict[str, str] = field(default_factory=dict)  # slug -> chapter title
+    numbers: dict[str, int] = field(default_factory=dict)  # slug -> chapter number
+    labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (slug, text)
+    refs: dict[str, dict] = field(default_factory=dict)  # bib key -> {"short", "year", "url", "full"}
+
+
+def base_url() -> str:
+    """Return the published HTML's address (`html.baseurl` of _config.yml, else GitHub Pages of the repo)."""
+    config = yaml.safe_load((book.ROOT / "_config.yml").read_text())
+    url = (config.get("html") or {}).get("baseurl")
+    if not url:
+        owner, repo = config["repository"]["url"].rstrip("/").split("/")[-2:]
+        url = f"https://{owner}.github.io/{repo}/"
+    return url.rstrip("/") + "/"
+
+
+def chapter_numbers() -> dict[str, int]:
+    """Return the number of each chapter in numbered parts of `_toc.yml` (as the HTML numbers them)."""
+    toc = yaml.safe_load((book.ROOT / "_toc.yml").read_text())
+    out, n = {}, 0
+    for part in toc.get("parts", []):
+        for entry in part.get("chapters", []):
+            if part.get("numbered") and entry.get("file", "").startswith("chapters/"):
+                n += 1
+                out[entry["file"].split("/", 1)[1]] = n
+    return out
+
+
+def _clean_tex(text: str) -> str:
+    text = re.sub(r"\{\\['`^\"~]\s*\{?(\w)\}?\}", r"\1", text)  # {\'e} -> e
+    text = re.sub(r"\\['`^\"~]\{?(\w)\}?", r"\1", text)
+    return text.replace("{", "").replace("}", "").replace("``", '"').replace("''", '"').replace("--", "–")
+
+
+def bibliography(path: Path | None = None) -> dict[str, dict]:
+    """Return author-year labels, links and full entries of `references.bib` (years disambiguated 2019a/b)."""
+    from pybtex.database import parse_file
+
+    data = parse_file(str(path or book.ROOT / "references.bib"))
+    out = {}
+    for key, entry in data.entries.items():
+        people = entry.persons.get("author", [])
+        last = [_clean_tex(" ".join(p.last_names)) for p in people]
+        short = last[0] if len(last) == 1 else f"{last[0]} and {last[1]}" if len(last) == 2 else f"{last[0]} et al."
+        f = entry.fields
+        url = f.get("url") or (f"https://doi.org/{f['doi']}" if f.get("doi") else "")
+        arxiv = re.search(r"arXiv[: ]\s*(\d{4}\.\d{4,5})", f.get("note", "") + " " + f.get("journal", ""))
+        if not url and arxiv:
+            url = f"https://arxiv.org/abs/{arxiv.group(1)}"
+        venue = f.get("booktitle") or f.get("journal") or f.get("institution") or ""
+        names = ", ".join(_clean_tex(f"{' '.join(p.first_names)} {' '.join(p.last_names)}") for p in people)
+        out[key] = {"short": short, "year": f.get("year", ""), "url": url, "title": _clean_tex(f.get("title", "")),
+                    "venue": _clean_tex(venue), "names": names}  # fmt: skip
+    groups: dict[tuple[str, str], list[str]] = {}
+    for key, ref in out.items():
+        groups.setdefault((ref["short"], ref["year"]), []).append(key)
+    for keys in groups.values():
+        if len(keys) > 1:
+            for letter, key in zip("abcdefgh", sorted(keys)):
+                out[key]["year"] += letter
+    return out
+
+
+def context() -> Book:
+    """Return the converter's view of the book (titles, numbers and labels of every chapter; the bibliography)."""
+    ctx = Book(base_url=base_url(), numbers=chapter_numbers(), refs=bibliography())
+    for slug in book.chapter_slugs():
+        source = book.chapter_source(slug)
+        if not source.exists():
+            continue
+        text = source.read_text()
+        title = re.search(r"^# (.+)$", text, re.M)
+        ctx.titles[slug] = title.group(1).strip() if title else slug
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            target = TARGET.match(line)
+            if target:  # (label)= above a heading
+                heading = next((x for x in lines[i + 1 : i + 3] if x.startswith("#")), "")
+                ctx.labels[target.group(1)] = (slug, heading.lstrip("#").strip() or ctx.titles[slug])
+            opened = OPEN.match(line)
+            if opened:
+                label = next((OPTION.match(x).group(2) for x in lines[i + 1 : i + 6] if OPTION.match(x)
+                              and OPTION.match(x).group(1) == "label"), None)  # fmt: skip
+                if label:
+                    kind = opened.group(3).split(":")[-1].capitalize()
+                    title = opened.group(4).strip()
+                    ctx.labels[label] = (slug, f"{kind} ({title})" if title else kind)
+    return ctx
+
+
+def _cite(keys: str, ctx: Book, textual: bool) -> str:
+    parts = []
+    for key in (k.strip() for k in keys.split(",")):
+        ref = ctx.refs.get(key)
+        if ref is None:
+            raise ValueError(f"unknown citation key {key!r} (not in references.bib)")
+        text = f"{ref['short']} ({ref['year']})" if textual else f"{ref['short']} {ref['year']}"
+        parts.append(f"[{text}]({ref['url']})" if ref["url"] else text)
+    return "; ".join(parts) if textual else "(" + "; ".join(parts) + ")"
+
+
+def _link(slug: str, anchor: str, ctx: Book) -> str:
+    return f"{ctx.base_url}chapters/{slug}.html" + (f"#{anchor}" if anchor else "")
+
+
+def convert_inline(text: str, ctx: Book, slug: str, cited: list[str]) -> str:
+    """Rewrite MyST roles and links to chapter sources as plain Markdown."""
+
+    def role(m: re.Match) -> str:
+        name, body = m.group(1), m.group(2)
+        if name in ("cite:p", "cite:t", "cite"):
+            cited.extend(k.strip() for k in body.split(",") if k.strip() not in cited)
+            return _cite(body, ctx, textual=name == "cite:t")
+        if name == "math":
+            return f"${body}$"
+        explicit = re.fullmatch(r"(.*?)\s*<([\w:-]+)>", body, re.S)
+        text, label = (explicit.group(1), explicit.group(2)) if explicit else (None, body.strip())
+        if name in ("prf:ref", "ref", "numref", "eq", "doc"):
+            where, default = ctx.labels.get(label, (slug, label))
+            shown = text or (f"equation ({label})" if name == "eq" else default)
+            return f"[{shown}](#{label})" if where == slug else f"[{shown}]({_link(where, label, ctx)})"
+        return m.group(0)
+
+    def link(m: re.Match) -> str:
+        text, target, anchor = m.group(1), m.group(2).split("/")[-1], (m.group(3) or "").lstrip("#")
+        if target in ctx.titles:
+            return f"[{text or ctx.titles[target]}]({_link(target, anchor, ctx)})"
+        return f"[{text or target}]({ctx.base_url}{target}.html{'#' + anchor if anchor else ''})"
+
+    return MD_LINK.sub(link, ROLE.sub(role, text))
+
+
+@dataclass
+class Converted:
+    """The markdown of one MyST cell, split where an answer cell follows an exercise."""
+
+    chunks: list[str]
+    answers_after: list[str]  # exercise numbers, one per chunk boundary
+
+
+def _directive_block(lines: list[str], start: int) -> tuple[str, str, dict, list[str], int]:
+    """Return (name, argument, options, body lines, index after the block) of the directive opening at `start`."""
+    m = OPEN.match(lines[start])
+    fence, name, arg = m.group(2), m.group(3), m.group(4).strip()
+    i, options = start + 1, {}
+    while i < len(lines) and OPTION.match(lines[i].strip()):
+        key, value = OPTION.match(lines[i].strip()).groups()
+        options[key] = value
+        i += 1
+    body = []
+    while i < len(lines) and lines[i].strip() != fence:
+        body.append(lines[i])
+        i += 1
+    if i >= len(lines):
+        raise ValueError(f"unclosed directive {{{name}}} (fence {fence!r})")
+    return name, arg, options, body, i + 1
+
+
+class Converter:
+    """Convert one chapter's MyST markdown cells, numbering its exercises as the HTML does."""
+
+    def __init__(self, slug: str, ctx: Book, student: bool):
+        self.slug, self.ctx, self.student = slug, ctx, student
+        self.exercise = 0
+        self.exercise_numbers: dict[str, str] = {}
+        self.cited: list[str] = []
+        self.listed = False  # whether a {bibliography} directive placed the reference list
+
+    def number(self) -> str:
+        chapter = self.ctx.numbers.get(self.slug)
+        return f"{chapter}.{self.exercise}" if chapter else str(self.exercise)
+
+    def inline(self, text: str) -> str:
+        return convert_inline(text, self.ctx, self.slug, self.cited)
+
+    def render(self, text: str) -> Converted:
+        """Return the plain Markdown of one MyST cell."""
+        lines, out, chunks, answers = text.splitlines(), [], [], []
+        i, skipping = 0, False
+        while i < len(lines):
+            line = lines[i]
+            if SPOILER_OPEN.match(line.strip()):
+                skipping = self.student
+                i += 1
+                continue
+            if SPOILER_CLOSE.match(line.strip()):
+                skipping = False
+                i += 1
+                continue
+            if skipping:
+                i += 1
+                continue
+            target = TARGET.match(line)
+            if target:
+                out.append(f'<a id="{target.group(1)}"></a>')
+                i += 1
+                continue
+            if OPEN.match(line):
+                name, arg, options, body, i = _directive_block(lines, i)
+                block, answer = self.directive(name, arg, options, "\n".join(body))
+                if block is not None:
+                    out.append(block)
+                if answer:
+                    chunks.append("\n".join(out).strip("\n"))
+                    answers.append(answer)
+                    out = []
+                continue
+            fence = PLAIN_FENCE.match(line)
+            if fence:  # a plain code block: copied as it is
+                out.append(line)
+                i += 1
+                while i < len(lines) and not lines[i].strip().startswith(fence.group(2)):
+                    out.append(lines[i])
+                    i += 1
+                if i < len(lines):
+                    out.append(lines[i])
+                i += 1
+                continue
+            out.append(self.inline(EQ_LABEL.sub(r"\1", line)))
+            i += 1
+        chunks.append("\n".join(out).strip("\n"))
+        return Converted(chunks, answers)
+
+    def body(self, text: str) -> str:
+        inner = self.render(text)
+        return "\n\n".join(c for c in inner.chunks if c)
+
+    def directive(self, name: str, arg: str, options: dict, body: str) -> tuple[str | None, str]:
+        """Return (markdown, exercise number to answer after it, or '')."""
+        label = options.get("label")
+        anchor = f'<a id="{label}"></a>\n' if label else ""
+        if name == "exercise":
+            self.exercise += 1
+            number = self.number()
+            if label:
+                self.exercise_numbers[label] = number
+            title = f" ({self.inline(arg)})" if arg else ""
+            return f"{anchor}**Exercise {number}{title}.** {self.body(body)}", number
+        if name == "solution":
+            if self.student:
+                return None, ""
+            number = self.exercise_numbers.get(arg.strip(), "")
+            inner = self.body(body)
+            return f"<details>\n<summary><b>Solution to Exercise {number}</b></summary>\n\n{inner}\n\n</details>", ""
+        if name == "math":
+            return f"$$\n{body.strip()}\n$$", ""
+        if name == "bibliography":  # the chapter's reference list: every work cited above it
+            self.listed = True
+            return self.references(), ""
+        if name == "figure":
+            caption = self.body(body)
+            return f"![{options.get('alt', caption)}]({arg})\n\n*{caption}*", ""
+        if name == "prf:proof":
+            return f"{anchor}*Proof.* {self.body(body)} $\\blacksquare$", ""
+        if name.startswith("prf:") or name in KINDS or name == "admonition":
+            kind = KINDS.get(name, name.split(":")[-1].capitalize())
+            if name == "admonition":
+                kind, arg = arg or "Note", ""
+            title = f" ({self.inline(arg)})" if arg else ""
+            return f"{anchor}**{kind}{title}.** {self.body(body)}", ""
+        return f"{anchor}{self.body(body)}", ""
+
+    def references(self) -> str:
+        """Return the chapter's reference list (every work it cites, in order of first citation)."""
+        items = []
+        for key in self.cited:
+            ref = self.ctx.refs[key]
+            link = f" <{ref['url']}>" if ref["url"] else ""
+            items.append(f"- {ref['names']} ({ref['year']}). *{ref['title']}*. {ref['venue']}.{link}")
+        return "\n".join(items)
+
+
+ANSWER = "**Your answer to Exercise {number}.** (Write your prediction or derivation here; run code in a cell below.)"
+
+
+def convert(
+    slug: str, ctx: Book | None = None, student: bool = False, source: Path | None = None
+) -> nbformat.NotebookNode:
+    """Return the plain-Jupyter notebook of a chapter (unexecuted), instructor or student edition."""
+    ctx = ctx or context()
+    nb = jupytext.read(source or book.chapter_source(slug))
+    nb.metadata.pop("jupytext", None)
+    conv = Converter(slug, ctx, student)
+    cells = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            if student and "solution" in cell.get("metadata", {}).get("tags", []):
+                continue
+            cell.outputs, cell.execution_count = [], None
+            cells.append(cell)
+            continue
+        done = conv.render(cell.source)
+        for k, chunk in enumerate(done.chunks):
+            if chunk.strip():
+                cells.append(nbformat.v4.new_markdown_cell(chunk))
+            if k < len(done.answers_after):
+                answer = nbformat.v4.new_markdown_cell(ANSWER.format(number=done.answers_after[k]))
+                answer.metadata["tags"] = ["answer"]
+                cells.append(answer)
+    if conv.cited and not conv.listed:
+        cells.append(nbformat.v4.new_markdown_cell("## References\n\n" + conv.references()))
+    nb.cells = cells
+    if book.wants_gpu(slug):  # Colab opens a GPU runtime for chapters whose full profile wants one
+        nb.metadata.update(book.COLAB_GPU)
+    return nb
+
+
+def leftovers(nb: nbformat.NotebookNode) -> list[str]:
+    """Return the MyST syntax left in a notebook's markdown cells (should be none)."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for pattern in MYST_LEFTOVERS:
+            if pattern in cell.source:
+                found.append(f"cell {i}: {pattern!r}")
+        if re.search(r"\]\([^)]*\.md(#[^)]*)?\)", cell.source):
+            found.append(f"cell {i}: a link to a .md source")
+        if re.search(r"^\([\w:-]+\)=\s*$", cell.source, re.M):
+            found.append(f"cell {i}: a MyST target (label)=")
+    return found
+
+
+def write_notebook(nb: nbformat.NotebookNode, target: Path) -> bool:
+    """Write `nb` to `target` keeping the old cell ids where cells line up; return True when it changed."""
+    old = nbformat.read(target, as_version=4) if target.exists() else None
+    if old is not None:
+        for cell, before in zip(nb.cells, old.cells):
+            if cell.cell_type == before.cell_type and before.get("id"):
+                cell["id"] = before["id"]
+    nbformat.validate(nb)
+    text = nbformat.writes(nb) + "\n"
+    if target.exists() and target.read_text() == text:
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] not in (["write"], ["student"]) or (argv[0] == "student" and len(argv) != 2):
+        print(__doc__, file=sys.stderr)
+        return 2
+    ctx = context()
+    for slug in book.chapter_slugs():
+        if argv[0] == "write":
+            target, student = book.chapter_notebook(slug), False
+        else:
+            target, student = Path(argv[1]) / f"{slug}.ipynb", True
+        changed = write_notebook(convert(slug, ctx, student=student), target)
+        print(f"{'wrote' if changed else 'unchanged'} {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
