@@ -38,9 +38,21 @@ def test_chapter_page_exists_with_provenance(built_book, slug):
     assert page.exists()
     text = page.read_text()
     assert "Provenance." in text and f"#repro-{slug}" in text
+    assert "How to cite" in text and f"chapters/{slug}.html" in text
 
 
 def test_reproducibility_page_lists_every_chapter(built_book):
     text = (built_book.html / "reproducibility.html").read_text()
+    assert "Summary" in text and "nan" not in text.replace("nanoGPT", "")
     for slug in SLUGS:
         assert f'id="repro-{slug}"' in text
+
+
+def test_robustness_page_shows_every_studied_chapter(built_book):
+    from tools import seeds
+
+    text = (built_book.html / "robustness.html").read_text()
+    assert "How robust is each claim" in text
+    for slug in seeds.load_record(seeds.record_path("quick"))["runs"]:
+        if slug in SLUGS:
+            assert f'id="robust-{slug}"' in text

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from tools import book, report, seeds
+from tools import book, notebooks, report, seeds
 
 
 def chapter_title(nb) -> str:
@@ -108,6 +108,7 @@ def stage(
         slug: [r for r in seeds.summary(record, [slug]) if r["passed"] < r["checked"]] for slug in record["runs"]
     }
     titles = {}
+    ctx = notebooks.context()
     for slug in book.chapter_slugs():
         src = executed / "chapters" / f"{slug}.ipynb"
         if not src.exists():
@@ -129,6 +130,7 @@ def stage(
             if {"parameters", "injected-parameters"} & set(tags) and "hide-input" not in tags:
                 cell.metadata["tags"] = [*tags, "hide-input"]  # folded: the reader sees the values on request
         note_seed_failures(nb, seed_rows.get(slug, []))
+        notebooks.insert_before_references(nb.cells, notebooks.how_to_cite(slug, ctx), nbformat.v4.new_markdown_cell)
         if transform is not None:
             nb = transform(nb)
         _write(dest / "chapters" / f"{slug}.ipynb", nbformat.writes(nb).encode())
@@ -152,8 +154,6 @@ def note_seed_failures(nb: nbformat.NotebookNode, rows: list[dict]) -> None:
 
 def disambiguate_years(bib: str) -> str:
     """Return `references.bib` with `2019a`/`2019b` where two works share first author(s) and year."""
-    from tools import notebooks
-
     with tempfile.NamedTemporaryFile("w", suffix=".bib", delete=False) as fh:
         fh.write(bib)
     refs = notebooks.bibliography(Path(fh.name))

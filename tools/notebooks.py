@@ -314,6 +314,42 @@ class Converter:
         return "\n".join(items)
 
 
+def how_to_cite(slug: str, ctx: Book) -> str:
+    """Return the chapter's "How to cite" section: the chapter of the book (CITATION.cff) and its paper (bib)."""
+    cff = yaml.safe_load((book.ROOT / "CITATION.cff").read_text())
+    authors = ", ".join(a.get("name") or f"{a.get('given-names', '')} {a.get('family-names', '')}".strip()
+                        for a in cff["authors"])  # fmt: skip
+    year = str(cff.get("date-released", ""))[:4]
+    number = ctx.numbers.get(slug)
+    where = f"chapter {number} of" if number else "in"
+    lines = [
+        "## How to cite",
+        "",
+        f'This chapter: {authors} ({year}). "{ctx.titles.get(slug, slug)}", {where} *{cff["title"]}*, '
+        f"version {cff['version']}. {ctx.base_url}chapters/{slug}.html",
+    ]
+    text = book.chapter_source(slug).read_text()
+    first = re.search(r"\{cite(?::[pt])?\}`([^`,]+)", text)
+    if first and first.group(1).strip() in ctx.refs:
+        ref = ctx.refs[first.group(1).strip()]
+        link = f" {ref['url']}" if ref["url"] else ""
+        lines += [
+            "",
+            f"The paper it reproduces: {ref['names']} ({ref['year']}). *{ref['title']}*. {ref['venue']}.{link}",
+        ]
+    return "\n".join(lines)
+
+
+def insert_before_references(cells: list, section: str, new_cell) -> None:
+    """Put `section` right before the chapter's `## References` heading (or at the end when it has none)."""
+    for cell in reversed(cells):
+        if cell.cell_type == "markdown" and re.search(r"^## References\s*$", cell.source, re.M):
+            head, _, tail = cell.source.partition("## References")
+            cell.source = f"{head}{section}\n\n## References{tail}"
+            return
+    cells.append(new_cell(section))
+
+
 ANSWER = "**Your answer to Exercise {number}.** (Write your prediction or derivation here; run code in a cell below.)"
 
 
@@ -343,6 +379,7 @@ def convert(
                 cells.append(answer)
     if conv.cited and not conv.listed:
         cells.append(nbformat.v4.new_markdown_cell("## References\n\n" + conv.references()))
+    insert_before_references(cells, how_to_cite(slug, ctx), nbformat.v4.new_markdown_cell)
     nb.cells = cells
     if book.wants_gpu(slug):  # Colab opens a GPU runtime for chapters whose full profile wants one
         nb.metadata.update(book.COLAB_GPU)
