@@ -14,8 +14,8 @@ REPO = yaml.safe_load((book.ROOT / "_config.yml").read_text())["repository"]
 @pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
 def test_setup_cell_first_and_gpu_metadata(source):
     assert setup_cells.problems(source) == []
-    url, tag = setup_cells.repository()
-    assert url == REPO["url"].rstrip("/") and f"git+{url}@{tag}" in setup_cells.setup_source()
+    url, ref = setup_cells.repository()
+    assert url == REPO["url"].rstrip("/") and f'"{url}@{ref}"' in setup_cells.setup_source()
 
 
 def test_setup_cell_check_catches_a_missing_setup_cell(tmp_path):
@@ -58,7 +58,7 @@ def test_launch_buttons_and_setup_cells_use_the_release_ref():
     assert ref == f"v{setup_cells.version()}", (
         f"_config.yml repository.branch is {ref!r}, the release is v{setup_cells.version()}"
     )
-    assert setup_cells.setup_source().count(f"git+{url}@{ref}") == 1
+    assert setup_cells.setup_source().count(f'"{url}@{ref}"') == 1
 
 
 def test_a_failed_install_says_what_to_run(tmp_path):

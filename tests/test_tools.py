@@ -165,3 +165,21 @@ def test_script_sets_the_seed_even_when_the_parameters_cell_has_comments(tmp_pat
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "seed is 5" in proc.stdout
+
+
+def test_code_cell_formatting_fits_the_notebook_column():
+    from tools.pairs import CELL_COLUMNS, format_cell
+
+    src = (
+        'profile = None  # "quick", "full", or None: BOOK_PROFILE, else "full" with a CUDA GPU and "quick" without\n'
+        "# a comment line that is much longer than the eighty-eight columns of a notebook cell, so it is wrapped\n"
+        's = "a # inside a string is not a comment"\n'
+        "x = dict(alpha=1, beta=2, gamma=3, delta=4, epsilon=5, zeta=6, eta=7, theta=8, iota=9, kappa=10)\n"
+    )
+    out = format_cell(src)
+    assert all(len(line) <= CELL_COLUMNS for line in out.splitlines()), out
+    assert format_cell(out) == out  # stable
+    assert 's = "a # inside a string is not a comment"' in out and "profile = None" in out
+    namespace: dict = {}
+    exec(out, namespace)  # still the same program
+    assert namespace["x"]["kappa"] == 10 and namespace["profile"] is None

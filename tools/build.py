@@ -129,6 +129,7 @@ def stage(
             tags = cell.get("metadata", {}).get("tags", [])
             if {"parameters", "injected-parameters"} & set(tags) and "hide-input" not in tags:
                 cell.metadata["tags"] = [*tags, "hide-input"]  # folded: the reader sees the values on request
+        localise_citations(nb, slug)
         note_seed_failures(nb, seed_rows.get(slug, []))
         notebooks.insert_before_references(nb.cells, notebooks.how_to_cite(slug, ctx), nbformat.v4.new_markdown_cell)
         if transform is not None:
@@ -137,6 +138,28 @@ def stage(
     _write(dest / "reproducibility.md", report.render(data, titles).encode())
     _write(dest / "robustness.md", report.render_robustness(record, titles, dest / "robustness").encode())
     return problems
+
+
+CITE = re.compile(r"\{(cite(?::[pt])?)\}`([^`]+)`")
+
+
+def localise_citations(nb: nbformat.NotebookNode, slug: str) -> None:
+    """Give the chapter's citations and its `{bibliography}` a key prefix of their own.
+
+    sphinxcontrib-bibtex warns (an error in the strict build) when one work is listed by two bibliography
+    directives, as a work cited by two chapters and the book's bibliography page would be; prefixed keys make
+    each chapter's reference list its own.
+    """
+    prefix = f"{slug}-"
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        cell.source = CITE.sub(
+            lambda m: f"{{{m.group(1)}}}`{','.join(prefix + k.strip() for k in m.group(2).split(','))}`", cell.source
+        )
+        cell.source = re.sub(
+            r"(```\{bibliography\}[^\n]*\n)", rf"\1:keyprefix: {prefix}\n:labelprefix: {slug}-\n", cell.source
+        )
 
 
 def note_seed_failures(nb: nbformat.NotebookNode, rows: list[dict]) -> None:

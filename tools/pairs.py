@@ -7,10 +7,13 @@ python -m tools.pairs format [chapters/<slug>.md ...]   # ruff-format every code
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
 import sys
+import textwrap
+import tokenize
 from pathlib import Path
 
 import nbformat
@@ -69,15 +72,42 @@ def _ruff() -> str:
     return str(found) if found.exists() else (shutil.which("ruff") or "ruff")
 
 
+def wrap_comments(code: str, width: int = CELL_COLUMNS) -> str:
+    """Wrap comment lines longer than `width`; move a too-long trailing comment above its line."""
+    try:
+        comments = {
+            tok.start[0]: tok.start[1]
+            for tok in tokenize.generate_tokens(io.StringIO(code + "\n").readline)
+            if tok.type == tokenize.COMMENT
+        }
+    except (tokenize.TokenError, SyntaxError):
+        return code
+    out = []
+    for row, line in enumerate(code.splitlines(), start=1):
+        col = comments.get(row)
+        if len(line) <= width or col is None:
+            out.append(line)
+            continue
+        before, text = line[:col].rstrip(), line[col:].lstrip("#").strip()
+        indent = line[: len(line) - len(line.lstrip())]
+        if before and len(before) > width:  # a long expression too: ruff has done what it can
+            out.append(line)
+            continue
+        out += textwrap.wrap(text, width, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# ")
+        if before:
+            out.append(before)
+    return "\n".join(out)
+
+
 def format_cell(code: str) -> str:
-    """Return `code` formatted by ruff at the notebook width (unchanged when ruff cannot parse it)."""
+    """Return `code` formatted by ruff at the notebook width, long comments wrapped (unchanged if unparsable)."""
     proc = subprocess.run(
         [_ruff(), "format", "--line-length", str(CELL_COLUMNS), "--stdin-filename", "cell.py", "-"],
         input=code,
         capture_output=True,
         text=True,
     )
-    return proc.stdout.rstrip("\n") if proc.returncode == 0 else code
+    return wrap_comments(proc.stdout.rstrip("\n")) if proc.returncode == 0 else code
 
 
 def format_source(text: str) -> str:

@@ -27,12 +27,15 @@ except ImportError:
     import subprocess
     import sys
 
-    requirement = "{requirement}"
+    requirement = (
+        "ml-theory-book-lib @ git+"
+        "{url}@{ref}"
+    )
     if subprocess.call([sys.executable, "-m", "pip", "install", "-q", requirement]):
         raise SystemExit(
-            "Could not install the book's library `lib` (is this runtime online?). Run "
-            f'`pip install "{{requirement}}"` by hand (in Colab: a cell with `!pip install ...`), '
-            "then run this cell again."
+            "Could not install the book's library `lib` (is this runtime online?). "
+            f'Run `pip install "{{requirement}}"` by hand (in Colab, in a cell: '
+            "`!pip install ...`), then run this cell again."
         ) from None
     import lib"""
 FIRST_CODE_CELL = re.compile(r"```\{code-cell\}[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)\n```", re.DOTALL)
@@ -52,7 +55,7 @@ def repository() -> tuple[str, str]:
 def setup_source(ref: str | None = None) -> str:
     """Return the canonical setup cell, installing `lib` from `ref` (default: the launch buttons' ref)."""
     url, launch_ref = repository()
-    return SETUP_TEMPLATE.format(requirement=f"ml-theory-book-lib @ git+{url}@{ref or launch_ref}")
+    return SETUP_TEMPLATE.format(url=url, ref=ref or launch_ref)
 
 
 def problems(source) -> list[str]:
