@@ -116,9 +116,11 @@ def render(report: dict, titles: dict[str, str]) -> str:
     for path in sorted((book.ROOT / "reports").glob("full-profile*.json")):
         run = json.loads(path.read_text())
         ok, bad, skipped = outcome_counts(run["chapters"])
+        statuses = [c["status"] for c in run["chapters"]]
+        status = ", ".join(f"{statuses.count(x)} {x}" for x in sorted(set(statuses)))
         out.append(
             f"| {run['title']}: {run['device']}, commit `{run['commit']}`, {when(run['date'])} | "
-            f"{len(run['chapters'])} | {ok} | {bad} | {skipped} |"
+            f"{len(run['chapters'])} ({status}) | {ok} | {bad} | {skipped} |"
         )
     out += [
         "",
@@ -243,8 +245,10 @@ def render_robustness(record: dict, titles: dict[str, str], figures: Path | None
                 f"{', '.join(map(str, r['failing_seeds']))} | {r['comparison']} {_cell(r['threshold'])} | "
                 f"{value_text(r['min'])} to {value_text(r['max'])} |"
             )
-    else:
+    elif slugs:
         out.append("None: every recorded claim holds on every seed studied.")
+    else:
+        out.append("No seed study is recorded yet: run `make seeds`.")
     for slug in slugs:
         rows = robustness_rows(record, slug)
         n_seeds = len(record["runs"][slug])
