@@ -6,7 +6,13 @@ import os
 from collections.abc import Iterable
 from typing import TypeVar
 
-from tqdm.auto import tqdm
+import warnings
+
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():  # in a notebook without ipywidgets tqdm.auto warns, then falls back to text bars
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm
 
 T = TypeVar("T")
 

@@ -56,3 +56,15 @@ def test_robustness_page_shows_every_studied_chapter(built_book):
     for slug in seeds.load_record(seeds.record_path("quick"))["runs"]:
         if slug in SLUGS:
             assert f'id="robust-{slug}"' in text
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_outputs_show_no_warnings_or_machine_paths(built_book, slug):
+    import nbformat
+
+    nb = nbformat.read(book.EXECUTED / "chapters" / f"{slug}.ipynb", as_version=4)
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+            for bad in ("Warning:", "site-packages", str(book.ROOT), "/tmp/", "/root/"):
+                assert bad not in text, f"{slug}, cell {i}: a reader sees {bad!r}: {text[:200]!r}"
