@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from typing import TypeVar
-
-import warnings
 
 from tqdm import TqdmWarning
 
