@@ -17,7 +17,7 @@ export BOOK_DATA_DIR ?= $(abspath ../shared/data)
 endif
 export BOOK_CACHE_DIR ?= $(abspath _build/cache)
 
-.PHONY: help install book chapter seeds test lint sync setup-cells student release clean
+.PHONY: help install book chapter seeds test lint sync setup-cells student assignments release clean
 
 help:
 	@echo "make book                      install, execute every chapter ($(PROFILE) profile), build the HTML"
@@ -27,6 +27,7 @@ help:
 	@echo "make student                   the student edition (no solutions) in _build/student"
 	@echo "make sync                      rewrite chapters/*.ipynb from chapters/*.md"
 	@echo "make setup-cells               rewrite every chapter's setup cell from _config.yml and pyproject.toml"
+	@echo "make assignments               otter-grader assignments of the chapters in _build/assignments"
 	@echo "make release VERSION=x.y.z     set the version, point launch buttons and setup cells at it, test, tag"
 	@echo "make clean                     remove _build"
 
@@ -74,6 +75,9 @@ setup-cells: install
 
 student: install
 	$(BIN)/python -m tools.student
+
+assignments: install
+	$(BIN)/python -m tools.assignments
 
 release: install
 	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z"; exit 2; }

@@ -125,7 +125,7 @@ def stage(
         nb.metadata.pop("papermill", None)
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                cell.source = link_notebooks(cell.source, book.chapter_slugs())
+                cell.source = notebooks.SOLUTION_MARK.sub("", link_notebooks(cell.source, book.chapter_slugs()))
             tags = cell.get("metadata", {}).get("tags", [])
             if {"parameters", "injected-parameters"} & set(tags) and "hide-input" not in tags:
                 cell.metadata["tags"] = [*tags, "hide-input"]  # folded: the reader sees the values on request

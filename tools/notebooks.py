@@ -34,6 +34,7 @@ ROLE = re.compile(r"\{([\w:-]+)\}`([^`]*)`")
 MD_LINK = re.compile(r"\[([^\]]*)\]\(((?:\.\./|\./)?(?:chapters/)?[\w-]+)\.(?:md|ipynb)(#[\w-]+)?\)")
 EQ_LABEL = re.compile(r"(\$\$)\s*\([\w:-]+\)\s*$")
 KINDS = {"prf:algorithm": "Algorithm", "prf:proof": "Proof", "note": "Note", "warning": "Warning", "tip": "Tip"}
+SOLUTION_MARK = re.compile(r"^[ \t]*# (BEGIN|END) SOLUTION[ \t]*\n", re.M)  # otter's, in autograded solutions
 MYST_LEFTOVERS = ("```{", ":::{", "{cite", "{prf:", "{ref}", "{eq}", "{numref}", "{doc}", ":label:", ":class:")
 
 
@@ -369,7 +370,7 @@ def convert(
             cell.outputs, cell.execution_count = [], None
             cells.append(cell)
             continue
-        done = conv.render(cell.source)
+        done = conv.render(SOLUTION_MARK.sub("", cell.source))
         for k, chunk in enumerate(done.chunks):
             if chunk.strip():
                 cells.append(nbformat.v4.new_markdown_cell(chunk))

@@ -1,0 +1,112 @@
+"""Course assignments (tools/assignments.py): otter-grader questions generated from the chapters' exercises."""
+
+import json
+import re
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from tools import assignments, book
+
+AUTOGRADED = [s for s in book.chapter_slugs() if any(q.autograded for q in assignments.questions(s))]
+
+
+def test_questions_are_read_from_the_chapter_source():
+    qs = {q.label: q for q in assignments.questions("using-this-book")}
+    q = qs["using-ex-4"]
+    assert q.autograded and q.name == "using_ex_4" and "def standardise" in q.solution_code
+    assert [hidden for _, hidden in q.tests] == [False, True]
+    assert not qs["using-ex-1"].autograded and "20000" in qs["using-ex-1"].solution_text
+    assert "BEGIN SOLUTION" not in assignments.strip_solution_marks(q.solution_code)
+
+
+@pytest.mark.parametrize("slug", AUTOGRADED)
+def test_chapters_with_assignments_have_two_autograded_questions(slug):
+    assert sum(q.autograded for q in assignments.questions(slug)) >= 2
+
+
+@pytest.fixture(scope="module")
+def built_assignments():
+    """`make assignments`: otter assign runs every solution against its public and hidden tests."""
+    proc = subprocess.run([sys.executable, "-m", "tools.assignments"], cwd=book.ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return assignments.OUT
+
+
+def grade(folder, notebook, tmp_path) -> dict:
+    """Grade one submission locally with `otter run` (no Docker); return {question: (score, possible, output)}."""
+    (zip_file,) = (folder / "dist" / "autograder").glob("*.zip")
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    otter = assignments._otter()
+    proc = subprocess.run([otter, "run", "-a", str(zip_file), "-o", str(out), str(notebook)], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    tests = json.loads((out / "results.json").read_text())["tests"]
+    return {t["name"]: (t.get("score"), t.get("max_score"), t.get("output", "")) for t in tests}
+
+
+def answer(notebook, answers: dict[str, str], path) -> None:
+    """Write a copy of a student notebook whose `...` cells starting with a given line hold the given code."""
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        for first_line, code in answers.items():
+            if cell.cell_type == "code" and cell.source.startswith(first_line):
+                cell.source = code
+    nbformat.write(nb, path)
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("slug", ["using-this-book"])  # one chapter end to end; `otter assign` checks every solution
+def test_solutions_pass_and_the_blank_notebook_scores_zero(built_assignments, slug, tmp_path):
+    folder = built_assignments / slug
+    solutions = grade(folder, folder / "dist" / "autograder" / f"{slug}.ipynb", tmp_path)
+    auto = [q for q in assignments.questions(slug) if q.autograded]
+    for q in auto:
+        score, possible, output = solutions[q.name]
+        assert score == possible, f"{slug}: the solution of {q.name} scores {score}/{possible}:\n{output}"
+    blank = grade(folder, folder / "dist" / "student" / f"{slug}.ipynb", tmp_path)
+    assert all(blank[q.name][0] == 0 for q in auto), {q.name: blank[q.name][:2] for q in auto}
+
+
+@pytest.mark.book
+def test_a_wrong_answer_fails_the_right_test_with_a_readable_message(built_assignments, tmp_path):
+    folder = built_assignments / "using-this-book"
+    submission = tmp_path / "using-this-book.ipynb"
+    qs = {q.name: q for q in assignments.questions("using-this-book")}
+    answer(
+        folder / "dist" / "student" / "using-this-book.ipynb",
+        {
+            "def standardise": assignments.strip_solution_marks(qs["using_ex_4"].solution_code),
+            "def tail_fraction": "def tail_fraction(z, k):\n    return float((z > k).float().mean())  # one tail only",
+        },
+        submission,
+    )
+    result = grade(folder, submission, tmp_path)
+    assert result["using_ex_4"][0] == result["using_ex_4"][1] == 2
+    score, possible, output = result["using_ex_5"]
+    assert score < possible and "two of five entries lie beyond 3 in absolute value" in output
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("slug", AUTOGRADED)
+def test_no_hidden_test_or_solution_reaches_a_student(built_assignments, student_edition, slug):
+    hidden = [re.search(r"def (\w+)", src).group(1) for q in assignments.questions(slug) for src, h in q.tests if h]
+    solution_lines = {
+        line.strip()
+        for q in assignments.questions(slug)
+        if q.autograded
+        for line in re.findall(r"# BEGIN SOLUTION\n(.*?)# END SOLUTION", q.solution_code, re.S)[0].splitlines()
+        if len(line.strip()) > 12
+    }
+    for path in [
+        built_assignments / slug / "dist" / "student" / f"{slug}.ipynb",
+        student_edition / "notebooks" / f"{slug}.ipynb",
+        student_edition / "html" / "chapters" / f"{slug}.html",
+        student_edition / "html" / "_sources" / "chapters" / f"{slug}.ipynb",
+    ]:
+        text = path.read_text()
+        leaked = [name for name in hidden if name in text] + [line for line in solution_lines if line in text]
+        assert not leaked, f"{path} gives away {leaked[:2]}"

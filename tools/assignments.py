@@ -1,0 +1,249 @@
+"""Course assignments: one otter-grader assignment per chapter, generated from the chapter's exercises.
+
+    python -m tools.assignments [SLUG ...]      # or: make assignments
+
+The chapter's MyST source is the one source of truth. An exercise whose `{solution}` holds a ```` ```python ````
+block and one or more `{code-block} python` blocks captioned "Autograder tests (public)" / "(hidden)" is an
+autograded question: the python block is the solution (its `# BEGIN SOLUTION` / `# END SOLUTION` lines mark what
+the student writes), and every `def test_...(name, ...)` in the test blocks is one test case, which receives the
+student's objects by name and fails with its `assert` message. Every other exercise is a manually graded
+question whose solution is the solution's text. The instructor HTML shows all of it in the solution drop-down.
+
+For each chapter this writes `_build/assignments/<slug>/`: `master.ipynb` (otter's master notebook: the
+chapter's setup, parameters and imports cells, then the questions), and what `otter assign` makes of it:
+`dist/autograder/` (solutions, and `<slug>-autograder_*.zip` for Gradescope or `otter run`) and
+`dist/student/<slug>.ipynb` (tests stored inside the notebook, so it works alone in Colab; its first cell installs
+`lib` and otter). `otter assign` runs every solution against its public and hidden tests and fails if one fails.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import pprint
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jupytext
+import nbformat
+import yaml
+
+from tools import book, notebooks, setup_cells
+
+OUT = book.BUILD / "assignments"
+SOLUTION_MARK = notebooks.SOLUTION_MARK
+OTTER_INSTALL = """\
+try:
+    import otter
+except ImportError:
+    import subprocess
+    import sys
+
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "otter-grader"])
+    import otter"""
+
+
+# The grader, started with the public tests written out from the notebook itself: otter reads tests from files,
+# and a student notebook opened alone (in Colab, or downloaded) has no test folder beside it.
+GRADER = """\
+# Start the grader with this assignment's public tests (stored here, so the notebook works alone).
+import os
+
+PUBLIC_TESTS = {tests}
+os.makedirs("tests", exist_ok=True)
+for _name, _text in PUBLIC_TESTS.items():
+    with open(os.path.join("tests", _name), "w") as _fh:
+        _fh.write(_text)
+grader = otter.Notebook(tests_dir="tests")"""
+
+
+@dataclass
+class Question:
+    """One exercise of a chapter, as otter sees it."""
+
+    label: str
+    number: str
+    title: str
+    prompt: str  # plain Markdown
+    solution_text: str = ""  # plain Markdown (manual questions)
+    solution_code: str = ""  # with BEGIN/END SOLUTION lines (autograded questions)
+    tests: list[tuple[str, bool]] = field(default_factory=list)  # (function source, hidden)
+
+    @property
+    def name(self) -> str:
+        return self.label.replace("-", "_")
+
+    @property
+    def autograded(self) -> bool:
+        return bool(self.solution_code and self.tests)
+
+
+def strip_solution_marks(text: str) -> str:
+    """Return text without the `# BEGIN SOLUTION` / `# END SOLUTION` lines (for readers of the book)."""
+    return SOLUTION_MARK.sub("", text)
+
+
+def _blocks(body: str) -> tuple[str, list[tuple[str, bool]], str]:
+    """Split a solution body into (python solution, test functions, remaining Markdown)."""
+    code, tests, rest = "", [], []
+    pattern = re.compile(r"^```(?:\{code-block\} python|python)[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)^```\s*$", re.M | re.S)
+    last = 0
+    for m in pattern.finditer(body):
+        rest.append(body[last : m.start()])
+        last = m.end()
+        options, source = m.group(1), m.group(2).rstrip("\n")
+        caption = re.search(r":caption:\s*(.*)", options)
+        if caption and "autograder tests" in caption.group(1).lower():
+            hidden = "hidden" in caption.group(1).lower()
+            for node in ast.parse(source).body:
+                if isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
+                    tests.append((ast.get_source_segment(source, node), hidden))
+        elif not code and m.group(0).startswith("```python"):
+            code = source
+        else:
+            rest.append(m.group(0))
+    rest.append(body[last:])
+    return code, tests, "".join(rest).strip()
+
+
+def questions(slug: str, ctx: notebooks.Book | None = None) -> list[Question]:
+    """Return the chapter's exercises as otter questions, in order, numbered as in the book."""
+    ctx = ctx or notebooks.context()
+    lines = book.chapter_source(slug).read_text().splitlines()
+    conv = notebooks.Converter(slug, ctx, student=False)
+    found: dict[str, Question] = {}
+    i = 0
+    while i < len(lines):
+        m = notebooks.OPEN.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        name, arg, options, body, i = notebooks._directive_block(lines, i)
+        text = "\n".join(body)
+        if name == "exercise":
+            conv.exercise += 1
+            label = options.get("label", f"{slug}-ex-{conv.exercise}")
+            found[label] = Question(label, conv.number(), arg, conv.body(text))
+        elif name == "solution" and arg.strip() in found:
+            q = found[arg.strip()]
+            q.solution_code, q.tests, rest = _blocks(text)
+            q.solution_text = conv.body(rest) if rest else ""
+    return list(found.values())
+
+
+def _raw(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_raw_cell(text)
+
+
+def master_notebook(slug: str, ctx: notebooks.Book | None = None) -> nbformat.NotebookNode:
+    """Return otter's master notebook for a chapter (config, setup, the chapter's imports, the questions)."""
+    ctx = ctx or notebooks.context()
+    chapter = jupytext.read(book.chapter_source(slug))
+    code = [c for c in chapter.cells if c.cell_type == "code"]
+    params = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    config = {
+        "name": slug,
+        "init_cell": False,  # our own, after the setup cell that installs otter (see GRADER)
+        "check_all_cell": False,
+        "export_cell": False,
+        "run_tests": True,
+        "generate": {"pdf": False},
+        "tests": {"files": True, "ok_format": False},
+    }
+    title = ctx.titles.get(slug, slug)
+    cells = [
+        _raw("# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=False).strip()),
+        nbformat.v4.new_markdown_cell(
+            f"# Assignment: {title}\n\nThe exercises of the chapter [{title}]({ctx.base_url}chapters/{slug}.html). "
+            "Run the cells in order. For an autograded question, write your code where it says `...`, then run "
+            "`grader.check(...)` below it to see the public tests; more tests are used for grading. For the other "
+            "questions, write your answer in the cell after the question."
+        ),
+        nbformat.v4.new_code_cell(setup_cells.setup_source() + "\n\n" + OTTER_INSTALL),
+        nbformat.v4.new_code_cell(code[params].source),
+        nbformat.v4.new_code_cell(code[params + 1].source),  # the chapter's imports and lib.start
+        nbformat.v4.new_code_cell(GRADER.format(tests="{}")),
+    ]
+    for q in questions(slug, ctx):
+        header = {"name": q.name, "points": len(q.tests) if q.autograded else 1}
+        if not q.autograded:
+            header["manual"] = True
+        cells.append(_raw("# BEGIN QUESTION\n" + yaml.safe_dump(header, sort_keys=False).strip()))
+        cells.append(nbformat.v4.new_markdown_cell(f"**Exercise {q.number}{f' ({q.title})' if q.title else ''}.** "
+                                                   f"{q.prompt}"))  # fmt: skip
+        if q.autograded:
+            cells.append(_raw("# BEGIN SOLUTION"))
+            cells.append(nbformat.v4.new_code_cell(q.solution_code))
+            cells.append(_raw("# END SOLUTION"))
+            cells.append(_raw("# BEGIN TESTS"))
+            for source, hidden in q.tests:
+                cells.append(nbformat.v4.new_code_cell(("# HIDDEN\n" if hidden else "") + source))
+            cells.append(_raw("# END TESTS"))
+        else:
+            cells.append(_raw("# BEGIN SOLUTION"))
+            cells.append(nbformat.v4.new_markdown_cell(q.solution_text or "(See the book's solution.)"))
+            cells.append(_raw("# END SOLUTION"))
+        cells.append(_raw("# END QUESTION"))
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    return nb
+
+
+def _otter() -> str:
+    found = Path(sys.executable).with_name("otter")
+    return str(found) if found.exists() else (shutil.which("otter") or "otter")
+
+
+def assign(slug: str, ctx: notebooks.Book | None = None, out: Path = OUT) -> Path:
+    """Write the master notebook and run `otter assign` on it; return the chapter's assignment folder."""
+    folder = out / slug
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    nbformat.write(master_notebook(slug, ctx), folder / f"{slug}.ipynb")
+    proc = subprocess.run(
+        [_otter(), "assign", f"{slug}.ipynb", "dist"], cwd=folder, capture_output=True, text=True, timeout=900
+    )
+    log = proc.stdout + proc.stderr
+    (folder / "assign.log").write_text(log)
+    failed = re.findall(r"(?m)^.*(?:failed|Error|Traceback).*$", log)
+    if proc.returncode != 0 or failed:
+        raise SystemExit(f"error: otter assign failed for {slug} (see {folder / 'assign.log'}):\n" + log[-3000:])
+    embed_public_tests(folder / "dist" / "student")
+    return folder
+
+
+def embed_public_tests(student: Path) -> None:
+    """Store the public test files inside each student notebook's grader cell (and drop the folder)."""
+    tests = {p.name: p.read_text() for p in sorted((student / "tests").glob("*.py"))}
+    for path in student.glob("*.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code" and cell.source.startswith("# Start the grader"):
+                cell.source = GRADER.format(tests=pprint.pformat(tests, width=100))
+        nbformat.write(nb, path)
+    shutil.rmtree(student / "tests", ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ctx = notebooks.context()
+    slugs = argv or [s for s in book.chapter_slugs() if any(q.autograded for q in questions(s, ctx))]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, min(len(slugs), os.cpu_count() or 1))) as pool:
+        for slug, folder in zip(slugs, pool.map(lambda s: assign(s, ctx), slugs)):
+            qs = questions(slug, ctx)
+            auto = sum(q.autograded for q in qs)
+            print(f"{slug}: {auto} autograded and {len(qs) - auto} manual question(s) -> {folder / 'dist'}")
+    print(f"{len(slugs)} assignment(s) in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
