@@ -48,6 +48,13 @@ Change the code and predict.
 ```python
 print(42)
 ```
+
+```{code-block} python
+:caption: Autograder tests (hidden)
+
+def test_answer(x):
+    assert x == 42
+```
 ````
 
 ```{bibliography}
@@ -72,6 +79,7 @@ def test_instructor_markdown_is_plain_jupyter():
     assert "**Theorem (Main).** For all $x$," in text and "$$\nf(x) = 0\n$$" in text and "(eq-main)" not in text
     assert "**Exercise 3.1 (Predict).** Change the code and predict." in text
     assert "<summary><b>Solution to Exercise 3.1</b></summary>" in text and "print(42)" in text
+    assert "*Autograder tests (hidden)*\n\n```python\ndef test_answer(x):\n    assert x == 42\n```" in text
     assert "The answer is 42." in text and "spoiler" not in text
     assert "- A Smith, B Jones (2020). *T*. V. <https://arxiv.org/abs/1>" in text
     for leftover in notebooks.MYST_LEFTOVERS:
@@ -82,6 +90,7 @@ def test_student_markdown_has_no_solution_and_no_spoiler():
     text = "\n".join(render(student=True).chunks)
     assert "**Exercise 3.1 (Predict).**" in text
     assert "print(42)" not in text and "Solution" not in text and "The answer is 42." not in text
+    assert "test_answer" not in text
 
 
 def test_unknown_citation_and_unclosed_directive_are_clear_errors():

@@ -289,6 +289,9 @@ class Converter:
             return f"<details>\n<summary><b>Solution to Exercise {number}</b></summary>\n\n{inner}\n\n</details>", ""
         if name == "math":
             return f"$$\n{body.strip()}\n$$", ""
+        if name in ("code-block", "code", "sourcecode"):
+            caption = f"*{options['caption']}*\n\n" if options.get("caption") else ""
+            return f"{caption}```{arg or 'python'}\n{body.strip(chr(10))}\n```", ""
         if name == "bibliography":  # the chapter's reference list: every work cited above it
             self.listed = True
             return self.references(), ""
