@@ -11,12 +11,15 @@ Contents, in the order of the chapter:
 * the paper's mechanism as an executable float64 model: uniform causal attention from the start token
   gives (1/(i+1), depth_i/(i+1)); a dot-product attention on depth finds the matching bracket; a last
   uniform attention averages the errors. A recogniser and a next-token generator are built on it;
-* training and evaluation helpers for the length-generalisation experiment, and sampling from a
-  trained model.
+* training and evaluation helpers for the length-generalisation experiment, whose arms (`ARMS`) differ
+  in the positional encoding and in whether the input begins with the start token;
+* what a trained model predicts after a run of opening brackets, with the training distribution's exact
+  answer (the start token's role in a trained model), and sampling from a trained model.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -577,6 +580,20 @@ def stacked_attention_outputs(seqs, vocab_size: int, n_layers: int = 3, seed: in
 # ---------------------------------------------------------------------------------------------------------
 
 
+ARMS: dict[str, tuple[str, bool]] = {
+    "none": ("none", True),
+    "nostart": ("none", False),
+    "learned": ("learned", True),
+    "sinusoidal": ("sinusoidal", True),
+    "rope": ("rope", True),
+}
+"""The arms of the length experiment: name -> (positional encoding, whether inputs begin with `<s>`).
+
+"none" is the paper's setting (no positional encoding, a start token); "nostart" is its ablation (no
+positional encoding and no start token), the setting in which the lemma loses the position coordinate.
+"""
+
+
 @dataclass(frozen=True)
 class LengthGenConfig(Config):
     """Sizes of the length-generalisation experiment. Explained in chapter dyck-no-pe."""
@@ -595,7 +612,7 @@ class LengthGenConfig(Config):
     test_max_pairs: int = 100
     bin_width: int = 10
     n_eval: int = 96  # words per length bin
-    pos_encs: tuple[str, ...] = ("none", "learned", "sinusoidal")
+    arms: tuple[str, ...] = ("none", "nostart", "learned", "sinusoidal")  # keys of ARMS
     n_seeds: int = 1
     extra: tuple[tuple[str, int], ...] = ()  # further (language, k) settings, one seed each
 
@@ -609,21 +626,26 @@ class LengthGenConfig(Config):
             "steps": 2000,
             "batch": 128,
             "n_eval": 256,
-            "pos_encs": ("none", "learned", "sinusoidal", "rope"),
+            "arms": ("none", "nostart", "learned", "sinusoidal", "rope"),
             "n_seeds": 3,
             "extra": (("dyck", 4), ("dyck", 8), ("shuffle", 2)),
         },
     }
 
-    def model_config(self, pos_enc: str) -> TransformerConfig:
-        """Return the transformer config for one positional encoding (start token in the vocabulary)."""
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown:
+            raise ValueError(f"unknown arms {unknown}; choose from {tuple(ARMS)}")
+
+    def model_config(self, arm: str) -> TransformerConfig:
+        """Return the transformer config of one arm (the start token is always in the vocabulary)."""
         return TransformerConfig(
             vocab_size=DyckVocab(self.k).size,
             d_model=self.d_model,
             n_layers=self.n_layers,
             n_heads=self.n_heads,
             max_len=2 * self.test_max_pairs + 2,
-            pos_enc=pos_enc,
+            pos_enc=ARMS[arm][0],
             d_ff=self.d_ff,
             norm=self.norm,
         )
@@ -644,82 +666,139 @@ def lm_batch(seqs: np.ndarray, k: int, device: torch.device | str = "cpu") -> tu
 
 @one_thread
 def train_dyck_model(
-    cfg: LengthGenConfig, pos_enc: str, seed: int, device: torch.device | str = "cpu", desc: str = ""
+    cfg: LengthGenConfig, arm: str, seed: int, device: torch.device | str = "cpu", desc: str = ""
 ) -> tuple[CausalTransformer, list[float]]:
-    """Return (trained model, losses): next-token training on words with `cfg.train_pairs` pairs."""
+    """Return (trained model, losses): next-token training of one arm on words with `cfg.train_pairs` pairs.
+
+    The arm's inputs are `<s> w </s>`, or `w </s>` for an arm without the start token ("nostart").
+    """
     torch.manual_seed(seed)
-    model = CausalTransformer(cfg.model_config(pos_enc)).to(device)
+    model = CausalTransformer(cfg.model_config(arm)).to(device)
     rng = np.random.default_rng(seed)
     lo, hi = cfg.train_pairs
+    start = ARMS[arm][1]
 
     def batches(step: int) -> tuple[Tensor, Tensor, Tensor]:
         words = sample_words(cfg.lang, rng.integers(lo, hi + 1, size=cfg.batch), cfg.k, rng)
-        return lm_batch(to_sequences(words, cfg.k), cfg.k, device)
+        return lm_batch(to_sequences(words, cfg.k, start=start), cfg.k, device)
 
-    losses = train_lm(model, batches, cfg.steps, lr=cfg.lr, desc=desc or f"train {pos_enc}")
+    losses = train_lm(model, batches, cfg.steps, lr=cfg.lr, desc=desc or f"train {arm}")
     return model, losses
 
 
 @torch.no_grad()
 def closing_accuracy(
-    model: CausalTransformer, seqs: np.ndarray, k: int, lang: str = "dyck", chunk: int = 128
+    model: CausalTransformer, seqs: np.ndarray, k: int, lang: str = "dyck", chunk: int = 128, start: bool = True
 ) -> tuple[int, int]:
     """Return (correct, total) over positions whose next token is a closing bracket.
 
     Correct means: the closing bracket with the model's highest logit is a valid next token (the
     oracle's verdict). For Dyck_k exactly one closing bracket is valid, so this asks whether the model
     knows *which* bracket closes; whether one closes there at all is a free choice of the word.
+    `seqs` are `<s> w </s>`; with `start=False` the model reads them without their first token, and the
+    targets are the same (the first bracket, the only target lost, is never a closing one).
     """
     device = next(model.parameters()).device
     allowed = torch.as_tensor(valid_next(seqs, k, lang)[:, :-1], device=device)
+    drop = 0 if start else 1
     correct = total = 0
     for a in range(0, len(seqs), chunk):
-        x, y, _ = lm_batch(seqs[a : a + chunk], k, device)
+        x, y, _ = lm_batch(seqs[a : a + chunk, drop:], k, device)
         closing = (y >= k) & (y < 2 * k)
         pred = model(x)[..., k : 2 * k].argmax(-1, keepdim=True) + k
-        ok = allowed[a : a + chunk].gather(-1, pred)[..., 0]
+        ok = allowed[a : a + chunk, drop:].gather(-1, pred)[..., 0]
         correct += int(ok[closing].sum())
         total += int(closing.sum())
     return correct, total
 
 
 @one_thread
-def accuracy_by_length(model: CausalTransformer, cfg: LengthGenConfig, seed: int) -> np.ndarray:
-    """Return the closing-bracket accuracy in each bin of `cfg.bins()` (test words drawn from `seed`)."""
+def accuracy_by_length(model: CausalTransformer, cfg: LengthGenConfig, seed: int, start: bool = True) -> np.ndarray:
+    """Return the closing-bracket accuracy in each bin of `cfg.bins()` (test words drawn from `seed`).
+
+    Every arm is tested on the same words; `start=False` feeds them without the start token.
+    """
     rng = np.random.default_rng(10_000 + seed)
     accs = []
     for lo, hi in cfg.bins():
         words = sample_words(cfg.lang, rng.integers(lo, hi + 1, size=cfg.n_eval), cfg.k, rng)
-        c, t = closing_accuracy(model, to_sequences(words, cfg.k), cfg.k, cfg.lang)
+        c, t = closing_accuracy(model, to_sequences(words, cfg.k), cfg.k, cfg.lang, start=start)
         accs.append(c / max(t, 1))
     return np.array(accs)
 
 
 def length_generalisation(cfg: LengthGenConfig, seeds, device: torch.device | str = "cpu") -> dict:
-    """Return {"acc": {pos_enc: (n_seeds, n_bins) list}, "state": {pos_enc: weights of the first seed}}.
+    """Return {"acc": {arm: (n_seeds, n_bins) list}, "state": {arm: weights of the first seed}, "loss": ...}.
 
     Only numbers, lists and tensors, so that `lib.cache.cached` can store it; `load_model` rebuilds a model.
     """
     out: dict = {"acc": {}, "state": {}, "loss": {}}
-    for pos_enc in cfg.pos_encs:
+    for arm in cfg.arms:
         rows = []
         for seed in seeds:
-            model, losses = train_dyck_model(cfg, pos_enc, seed, device, desc=f"{pos_enc}, seed {seed}")
-            rows.append(accuracy_by_length(model, cfg, seed).tolist())
-            if pos_enc not in out["state"]:
-                out["state"][pos_enc] = {n: t.detach().cpu() for n, t in model.state_dict().items()}
-                out["loss"][pos_enc] = losses
-        out["acc"][pos_enc] = rows
+            model, losses = train_dyck_model(cfg, arm, seed, device, desc=f"{arm}, seed {seed}")
+            rows.append(accuracy_by_length(model, cfg, seed, start=ARMS[arm][1]).tolist())
+            if arm not in out["state"]:
+                out["state"][arm] = {n: t.detach().cpu() for n, t in model.state_dict().items()}
+                out["loss"][arm] = losses
+        out["acc"][arm] = rows
     return out
 
 
-def load_model(
-    cfg: LengthGenConfig, pos_enc: str, state: dict, device: torch.device | str = "cpu"
-) -> CausalTransformer:
-    """Return the model of `cfg` with positional encoding `pos_enc` and the given weights, in eval mode."""
-    model = CausalTransformer(cfg.model_config(pos_enc))
+def load_model(cfg: LengthGenConfig, arm: str, state: dict, device: torch.device | str = "cpu") -> CausalTransformer:
+    """Return the model of `cfg` for one arm with the given weights, in eval mode."""
+    model = CausalTransformer(cfg.model_config(arm))
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+@one_thread
+@torch.no_grad()
+def close_probability_after_run(model: CausalTransformer, k: int, n: int, start: bool = True) -> np.ndarray:
+    """Return the model's P(next token closes) after each prefix `(^i`, i = 1..n (opening brackets of type 0).
+
+    Computed in float64 on a CPU copy of the model, in one forward pass over `<s> (^n` (or `(^n` with
+    `start=False`): the causal mask makes the output at the i-th bracket the prediction after `(^i`.
+    Without the start token these inputs are the constant word of the chapter's proposition, so every i
+    gets the same prediction, whatever the weights.
+    """
+    vocab = DyckVocab(k)
+    model64 = copy.deepcopy(model).double().cpu().eval()  # float64, so that "equal" means equal to 1e-15
+    seq = torch.zeros(1, n, dtype=torch.long)
+    if start:
+        seq = torch.cat([torch.full((1, 1), vocab.bos, dtype=torch.long), seq], dim=1)
+    probs = model64(seq)[0, -n:].softmax(-1)
+    return probs[:, k : 2 * k].sum(-1).numpy()
+
+
+def bayes_close_after_run(train_pairs: tuple[int, int], n: int) -> np.ndarray:
+    """Return the training distribution's P(next token closes | prefix of i opening brackets), i = 1..n.
+
+    Words have N pairs, N uniform on `train_pairs`, and are uniform among Dyck words with N pairs; the
+    types of the brackets do not change the shape of the path, so only the count of Dyck paths matters.
+    Counted exactly with Python integers: ways(t, h) Dyck-path completions of length 2N - t from height h.
+    Where no training word starts with i opening brackets, the value is NaN.
+    """
+    lo, hi = train_pairs
+    up = np.zeros(n)  # weight of words starting with i + 1 opening brackets
+    total = np.zeros(n)  # weight of words starting with i opening brackets
+    for N in range(lo, hi + 1):
+        L = 2 * N
+        # ways[h] = number of paths of the remaining steps from height h to 0 that stay >= 0
+        ways = [1] + [0] * (L + 1)
+        by_step = [None] * (L + 1)
+        by_step[L] = ways
+        for t in range(L - 1, -1, -1):
+            nxt = by_step[t + 1]
+            by_step[t] = [(nxt[h + 1] if h + 1 <= L else 0) + (nxt[h - 1] if h >= 1 else 0) for h in range(L + 1)]
+        catalan = by_step[0][0]
+        for i in range(1, n + 1):
+            if i <= N:
+                # (^i has weight ways(i, i) / C_N; (^{i+1} has weight ways(i + 1, i + 1) / C_N
+                total[i - 1] += by_step[i][i] / catalan
+                up[i - 1] += (by_step[i + 1][i + 1] if i + 1 <= N else 0) / catalan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, 1.0 - up / total, np.nan)
 
 
 def bin_mean(acc: np.ndarray, bins: list[tuple[int, int]], lo: int, hi: int) -> np.ndarray:

@@ -124,8 +124,12 @@ def gpd_fit_mle(
     pick = ll_star.argmax(1)
     v = v_star[rows, pick]
     theta = t_star[rows, pick] / mo
-    xi[ok] = v
-    sigma[ok] = v / theta
+    # The boundary xi = -1 is the uniform law on [0, sigma], log-likelihood/n = -log(sigma), largest at
+    # sigma = y_max. The profile reaches xi = -1 only at some theta > -1/y_max, i.e. at sigma > y_max, so
+    # the boundary solution (xi, sigma) = (-1, y_max) is compared with the profile's best explicitly.
+    boundary = -np.log(mo) > ll_star[rows, pick]
+    xi[ok] = np.where(boundary, _XI_MIN, v)
+    sigma[ok] = np.where(boundary, mo, v / theta)
     return xi, sigma
 
 
@@ -135,11 +139,14 @@ def gpd_loglik(Y: np.ndarray, xi: np.ndarray, sigma: np.ndarray, mask: np.ndarra
     xi = np.asarray(xi, dtype=np.float64)[:, None]
     sigma = np.asarray(sigma, dtype=np.float64)[:, None]
     small = np.abs(xi) < 1e-9
+    uniform = np.abs(xi - _XI_MIN) < 1e-12  # xi = -1: density 1/sigma on [0, sigma], endpoint included
     z = 1.0 + xi * Y / sigma
     with np.errstate(divide="ignore", invalid="ignore"):
         log_z = np.log(np.where(z > 0, z, np.nan))
         terms = np.where(small, -Y / sigma, -(1.0 / np.where(small, 1.0, xi) + 1.0) * log_z) - np.log(sigma)
-    terms = np.where(mask & ~(z > 0), -np.inf, terms)
+    inside = (z > 0) | (uniform & (z >= -1e-12))
+    terms = np.where(uniform & inside, -np.log(sigma), terms)
+    terms = np.where(mask & ~inside, -np.inf, terms)
     return np.where(mask, terms, 0.0).sum(1)
 
 

@@ -224,12 +224,27 @@ class AssociativeMemoryTransformer(nn.Module):
     """The two-layer transformer written with associative memories (orthonormal embeddings, float64).
 
     Residual stream x_t = w_E(z_t) + p_t; attention scores x_t^T W_QK x_s over s <= t (current included).
+    `prev_token` chooses how layer 1 finds the previous token: "absolute" stores the pairs (p_t, p_{t-1})
+    for 1 <= t < `train_len` (default: every position up to `max_len`), as learned absolute positions
+    would after training on sequences of length `train_len`; "relative" adds beta1 [s = t - 1] to the
+    layer-1 score at every t (a relative memory, one weight per offset), and no p_t enters the stream.
     """
 
-    def __init__(self, P: Tensor, max_len: int, weights: MemoryWeights, seed: int = 0):
+    def __init__(
+        self,
+        P: Tensor,
+        max_len: int,
+        weights: MemoryWeights,
+        seed: int = 0,
+        prev_token: str = "absolute",
+        train_len: int | None = None,
+    ):
         super().__init__()
+        if prev_token not in ("absolute", "relative"):
+            raise ValueError(f"prev_token must be 'absolute' or 'relative', got {prev_token!r}")
         N = P.shape[0]
-        self.N, self.max_len, self.weights = N, max_len, weights
+        self.N, self.max_len, self.weights, self.prev_token = N, max_len, weights, prev_token
+        self.train_len = max_len if train_len is None else min(train_len, max_len)
         d = 3 * N + max_len  # room for orthonormal w_E(z), w_1(z), u_z and p_t
         g = torch.Generator().manual_seed(seed)
         Q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))  # random orthonormal basis
@@ -238,8 +253,9 @@ class AssociativeMemoryTransformer(nn.Module):
         self.register_buffer("u", Q[:, 2 * N : 3 * N].T.contiguous())  # (N, d) output embeddings u_z
         self.register_buffer("p", Q[:, 3 * N :].T.contiguous())  # (max_len, d) positions p_t
         b1, b2, lam, lam_G = weights.beta1, weights.beta2, weights.lam, weights.lam_G
-        # W_QK^1 = beta1 sum_t p_t p_{t-1}^T: the query at t matches the key at t - 1
-        self.register_buffer("W_QK1", b1 * self.p[1:].T @ self.p[:-1])
+        # W_QK^1 = beta1 sum_{1 <= t < train_len} p_t p_{t-1}^T: the query at t matches the key at t - 1
+        L1 = self.train_len if prev_token == "absolute" else 0
+        self.register_buffer("W_QK1", b1 * self.p[1:L1].T @ self.p[: max(L1 - 1, 0)])
         # W_OV^1 = sum_z w_1(z) w_E(z)^T: copies "token z" into "the previous token was z"
         self.register_buffer("W_OV1", self.w_1.T @ self.w_E)
         # W_QK^2 = beta2 sum_z w_E(z) w_1(z)^T: the query z_T matches keys whose previous token was z_T
@@ -250,20 +266,30 @@ class AssociativeMemoryTransformer(nn.Module):
         self.register_buffer("W_F", lam_G * self.u.T @ torch.log(P).T @ self.w_E)
 
     @staticmethod
-    def attend(x: Tensor, W_QK: Tensor, W_OV: Tensor) -> tuple[Tensor, Tensor]:
-        """Return (sum_s A[t, s] W_OV x_s, A) with A = softmax_s(x_t^T W_QK x_s) over s <= t."""
+    def attend(x: Tensor, W_QK: Tensor, W_OV: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Return (sum_s A[t, s] W_OV x_s, A) with A = softmax_s(x_t^T W_QK x_s + bias[t, s]) over s <= t."""
         T = x.shape[1]
         scores = x @ W_QK @ x.transpose(1, 2)  # (B, T, T)
+        if bias is not None:
+            scores = scores + bias
         scores = scores.masked_fill(~causal_mask(T, x.device), -math.inf)
         A = scores.softmax(-1)
         return A @ x @ W_OV.T, A
 
     def forward(self, z: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Return logits (B, T, N) (and the two attention maps) of the hand-wired model on tokens z."""
-        if z.dim() != 2 or z.shape[1] > self.max_len:
+        if z.dim() != 2 or (self.prev_token == "absolute" and z.shape[1] > self.max_len):
             raise ValueError(f"z must have shape (B, T) with T <= {self.max_len}, got {tuple(z.shape)}")
-        x = self.w_E[z] + self.p[: z.shape[1]]
-        a1, A1 = self.attend(x, self.W_QK1, self.W_OV1)
+        T = z.shape[1]
+        if self.prev_token == "absolute":
+            x = self.w_E[z] + self.p[:T]
+            bias = None
+        else:
+            x = self.w_E[z]
+            # relative memory: score beta1 [t - s = 1], the same at every t
+            offset = torch.arange(T, device=z.device)[:, None] - torch.arange(T, device=z.device)[None, :]
+            bias = self.weights.beta1 * (offset == 1).to(x.dtype)
+        a1, A1 = self.attend(x, self.W_QK1, self.W_OV1, bias)
         x = x + a1  # x_t + w_1(z_{t-1}) (approximately, for large beta1)
         a2, A2 = self.attend(x, self.W_QK2, self.W_OV2)
         x = x + a2
@@ -299,17 +325,20 @@ def closed_form_logits(z: Tensor, P: Tensor, w: MemoryWeights) -> Tensor:
     return in_context + w.lam_G * torch.log(P[z[:, -1]])
 
 
-def exact_logits(z: Tensor, P: Tensor, w: MemoryWeights) -> Tensor:
+def exact_logits(z: Tensor, P: Tensor, w: MemoryWeights, train_len: int | None = None) -> Tensor:
     """Return the exact logits (B, N) at the last position for any beta1 (soft previous-token head).
 
     xi_j = lam sum_s softmax_s(beta2 alpha_s) [z_s = j] + lam_G log p(j | q),
     alpha_s = sum_{s' <= s} A1[s, s'] [z_{s'} = q],  A1[s, s'] = e^{beta1 [s' = s - 1]} / (e^{beta1} 1[s>0] + s).
+    With `train_len` (absolute memory stored for t < train_len only), the rows s >= train_len are uniform:
+    A1[s, s'] = 1 / (s + 1).
     """
     B, L = z.shape
-    s = torch.arange(L, dtype=torch.float64)
-    # A1[s, s'] = e^{beta1 [s' = s - 1]} / (e^{beta1} + s) for s >= 1, and A1[0, 0] = 1
+    stored = L if train_len is None else min(train_len, L)
+    s = torch.arange(1, stored)
+    # A1[s, s'] = e^{beta1 [s' = s - 1]} / (e^{beta1} + s) for 1 <= s < stored; uniform rows otherwise
     A1 = causal_mask(L).to(torch.float64)
-    A1[s[1:].long(), s[1:].long() - 1] = math.exp(w.beta1)
+    A1[s, s - 1] = math.exp(w.beta1)
     A1 = A1 / A1.sum(1, keepdim=True)
     is_q = (z == z[:, -1:]).to(torch.float64)  # (B, L)
     alpha = is_q @ A1.T  # alpha_s = sum_{s'} A1[s, s'] [z_{s'} = q]
@@ -387,6 +416,53 @@ def hijack_sweep(
     return out
 
 
+def predicted_switch_lengths(cs: list[int], w: MemoryWeights, delta: float, max_T: int) -> Tensor:
+    """Return, for each c, the shortest length T <= max_T at which c copies no longer win: c <= c*(T).
+
+    Read off `hijack_threshold` on the integer grid T = 1..max_T (inf when no T <= max_T qualifies): by the
+    corollary, o beats g on designed prompts exactly when T + 1 < c (e^{beta2} (1 - r) + r) / r.
+    """
+    grid = torch.arange(1, max_T + 1)
+    c_star = hijack_threshold(grid, w, delta)  # (max_T,)
+    out = torch.full((len(cs),), math.inf, dtype=torch.float64)
+    for k, c in enumerate(cs):
+        ok = (c <= c_star) & (grid >= 2 * c + 1)  # a length that fits c copies and where g wins
+        if ok.any():
+            out[k] = float(grid[ok][0])
+    return out
+
+
+@one_thread
+def switch_lengths(
+    P: Tensor,
+    w: MemoryWeights,
+    tokens: tuple[int, int, int],
+    cs: list[int],
+    max_T: int,
+    B: int,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Return, for each c, the shortest length T at which the hand-wired model stops preferring o.
+
+    Scans T = 2c + 1, 2c + 2, ..., max_T with B designed prompts each (c copies of "a o", query a) and
+    returns the first T at which xi_o > xi_g fails on at least one prompt (inf if none up to max_T).
+    """
+    a, g, o = tokens
+    gen = torch.Generator().manual_seed(seed)
+    model = AssociativeMemoryTransformer(P, max_T + 1, w, seed=seed).to(device)
+    out = torch.full((len(cs),), math.inf, dtype=torch.float64)
+    for k, c in enumerate(cs):
+        for T in range(2 * c + 1, max_T + 1):
+            z = designed_prompts(P, a, o, g, c, T, B, gen).to(device)
+            with torch.no_grad():
+                logits = model(z)[:, -1]
+            if not bool((logits[:, o] > logits[:, g]).all()):
+                out[k] = float(T)
+                break
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Bietti's trainable two-layer model, its training and evaluation
 # ----------------------------------------------------------------------------------------------------------
@@ -416,13 +492,15 @@ class TwoLayerInductionModel(nn.Module):
     """Bietti et al.'s two-layer transformer: frozen random embeddings, W_Q = I, linear feed-forward.
 
     Trained: W_K^1, W_K^2, W_O^2, W_F and either learned positions p_t ("learned") or, with "rope", the
-    layer-1 query/key biases b_Q, b_K (RoPE in layer 1). Frozen at random init: w_E, u, W_OV^1, W_V^2.
+    layer-1 query/key biases b_Q, b_K (RoPE in layer 1). "none" is the ablation arm: the layer-1 biases
+    of "rope" without the rotation, so no position information at all (only the causal mask).
+    Frozen at random init: w_E, u, W_OV^1, W_V^2.
     """
 
     def __init__(self, N: int, d: int, max_len: int, pos_enc: str, generator: torch.Generator):
         super().__init__()
-        if pos_enc not in ("learned", "rope"):
-            raise ValueError(f"pos_enc must be 'learned' or 'rope', got {pos_enc!r}")
+        if pos_enc not in ("learned", "rope", "none"):
+            raise ValueError(f"pos_enc must be 'learned', 'rope' or 'none', got {pos_enc!r}")
         self.pos_enc, self.d, self.max_len = pos_enc, d, max_len
 
         def randn(*shape: int, std: float) -> Tensor:
@@ -459,11 +537,13 @@ class TwoLayerInductionModel(nn.Module):
                 raise ValueError(f"length {T} exceeds max_len={self.max_len} of the learned positions")
             x = x + self.p[:T]
             A1 = self.attention(x, x @ self.W_K1.T)  # W_Q = I: the query is x_t itself
-        else:
+        elif self.pos_enc == "rope":
             pos = torch.arange(T, device=z.device)
-            q = rope_rotate(x + self.b_Q, pos)
-            k = rope_rotate(x @ self.W_K1.T + self.b_K, pos)
+            q = rope_rotate(x + self.b_Q, pos)  # R_t (x_t + b_Q)
+            k = rope_rotate(x @ self.W_K1.T + self.b_K, pos)  # R_s (W_K^1 x_s + b_K)
             A1 = self.attention(q, k)
+        else:  # "none": the same biases, no rotation: scores depend on the tokens only
+            A1 = self.attention(x + self.b_Q, x @ self.W_K1.T + self.b_K)
         x = x + A1 @ x @ self.W_OV1.T  # layer 1: previous-token head
         A2 = self.attention(x, x @ self.W_K2.T)
         x = x + A2 @ x @ (self.W_O2 @ self.W_V2).T  # layer 2: induction head, W_OV^2 = W_O^2 W_V^2

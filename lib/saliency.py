@@ -22,7 +22,7 @@ from torch.func import functional_call, grad, vmap
 from lib.cache import cached
 from lib.cnn import SmallCNN, conv_layers, digits_split, filter_table, predict_proba, shift_images, train_classifier
 from lib.config import Config
-from lib.evt import PeaksOverThreshold, fit_pot, pot_from_exceedances
+from lib.evt import PeaksOverThreshold, pot_from_exceedances
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,20 @@ class ReferenceStats:
         both = torch.cat([self.top, S])
         self.top = torch.topk(both, min(self.top.shape[0], both.shape[0]), dim=0).values
 
+    @classmethod
+    def for_quantile(cls, n_filters: int, n_ref: int, quantile: float = 0.9) -> ReferenceStats:
+        """Return empty statistics for `n_ref` reference profiles whose top buffer holds the POT exceedances.
+
+        The POT threshold is the ceil((1 - quantile) n_ref) + 1-th largest value, so about
+        (1 - quantile) n_ref reference values of each filter exceed it.
+        """
+        if not 0.0 < quantile < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+        keep = int(np.ceil((1.0 - quantile) * n_ref)) + 1
+        if keep > n_ref:
+            raise ValueError(f"{n_ref} reference examples are too few for quantile {quantile}")
+        return cls.empty(n_filters, keep)
+
     @property
     def std(self) -> torch.Tensor:
         """Return the sample standard deviation of each filter's saliency."""
@@ -170,26 +184,41 @@ def reference_statistics(
     The POT threshold is the ceil((1 - quantile) N) + 1-th largest value, so about (1 - quantile) N
     reference values of each filter exceed it.
     """
-    if not 0.0 < quantile < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
-    n_filters = filter_table(model)[1].numel()
-    keep = int(np.ceil((1.0 - quantile) * X.shape[0])) + 1
-    if keep > X.shape[0]:
-        raise ValueError(f"{X.shape[0]} reference examples are too few for quantile {quantile}")
-    ref = ReferenceStats.empty(n_filters, keep)
+    ref = ReferenceStats.for_quantile(filter_table(model)[1].numel(), X.shape[0], quantile)
     for i in range(0, X.shape[0], batch):
         ref.update(filter_saliency(model, X[i : i + batch], y[i : i + batch], batch=batch).cpu())
     return ref
 
 
+ZERO_SIGMA = 1e-14
+"""A filter whose reference standard deviation is at most this is constant on the reference (dead)."""
+
+
 def zscore(S: torch.Tensor, ref: ReferenceStats) -> torch.Tensor:
-    """Return the filter saliency (z-score) of profiles S (B, filters): a constant filter scores 0 or +inf."""
+    """Return the filter saliency (z-score) of profiles S (B, filters).
+
+    A filter constant on the reference (sigma_j <= 1e-14, a dead filter) is divided by 1 instead, as in
+    Levin et al.'s code (`testset_std_abs_grad[testset_std_abs_grad <= 1e-14] = 1`): its score is
+    s_j - mu_j.
+    """
     S = S.to(torch.float64).cpu()
     mu, sigma = ref.mean.cpu(), ref.std.cpu()
     # Eq. (2): s_hat(x, y)_j = (s_bar(x, y)_j - mu_j) / sigma_j
-    z = (S - mu) / torch.where(sigma > 0, sigma, 1.0)
-    flat = torch.where(S > mu, torch.inf, torch.where(S < mu, -torch.inf, 0.0))
-    return torch.where(sigma > 0, z, flat)
+    return (S - mu) / torch.where(sigma > ZERO_SIGMA, sigma, 1.0)
+
+
+def live_filters(ref: ReferenceStats) -> torch.Tensor:
+    """Return a boolean mask of the filters whose saliency varies on the reference (sigma_j > 1e-14)."""
+    return ref.std.cpu() > ZERO_SIGMA
+
+
+def filter_share(layer_of: torch.Tensor, among: torch.Tensor | None = None) -> torch.Tensor:
+    """Return each layer's share of the filters (of those where `among` is True): a depth-blind top-k share."""
+    n_layers = int(layer_of.max()) + 1
+    chosen = layer_of if among is None else layer_of[among]
+    if chosen.numel() == 0:
+        raise ValueError("no filter is selected")
+    return torch.bincount(chosen, minlength=n_layers).double() / chosen.numel()
 
 
 def pot_pvalues(S: torch.Tensor, pot: PeaksOverThreshold) -> torch.Tensor:
@@ -225,12 +254,17 @@ def layer_share(ranking: torch.Tensor, layer_of: torch.Tensor, k: int) -> torch.
     return F.one_hot(top_layers, n_layers).float().mean(dim=(0, 1))
 
 
-def layer_gradient_stats(ref: ReferenceStats, layer_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return per-layer averages of the filters' reference mean mu_j and standard deviation sigma_j."""
+def layer_gradient_stats(
+    ref: ReferenceStats, layer_of: torch.Tensor, among: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return per-layer averages of the filters' reference mean mu_j and standard deviation sigma_j
+    (over the filters where `among` is True, e.g. `live_filters(ref)`; NaN for a layer without any)."""
     n_layers = int(layer_of.max()) + 1
-    counts = torch.bincount(layer_of, minlength=n_layers).double()
-    mu = torch.zeros(n_layers, dtype=torch.float64).index_add_(0, layer_of, ref.mean.cpu()) / counts
-    sd = torch.zeros(n_layers, dtype=torch.float64).index_add_(0, layer_of, ref.std.cpu()) / counts
+    among = torch.ones_like(layer_of, dtype=torch.bool) if among is None else among.cpu()
+    idx = layer_of[among]
+    counts = torch.bincount(idx, minlength=n_layers).double()
+    mu = torch.zeros(n_layers, dtype=torch.float64).index_add_(0, idx, ref.mean.cpu()[among]) / counts
+    sd = torch.zeros(n_layers, dtype=torch.float64).index_add_(0, idx, ref.std.cpu()[among]) / counts
     return mu, sd
 
 
@@ -453,21 +487,29 @@ def misclassified(model: nn.Module, X: torch.Tensor, y: torch.Tensor, max_n: int
 def synthetic_experiment(cfg: SaliencyConfig, *, heavy: bool, seed: int = 0) -> dict[str, np.ndarray | float]:
     """Return z-scores, POT and exact tail probabilities of synthetic filters, and how the rankings agree.
 
-    Agreement is measured against the exact tail probability: mean top-k overlap (k = 1% of the filters)
-    per test example; `heavy_share_*` is the share of the top-k that
+    The z-scores and POT tail probabilities go through `zscore` and `pot_pvalues` against a `ReferenceStats`
+    of the reference samples, as in the CNN experiments. Agreement is measured against the exact tail
+    probability: mean top-k overlap (k = 1% of the filters) per test example (`top_z`, `top_pot`, and
+    `top_centred` for the ablation arm s_j - mu_j without the division by sigma_j); `heavy_share_*` is the
+    share of the top-k that
     comes from the heaviest-tailed third of the filters (1/3 for a fair score, since test values are drawn
     from the filters' own distributions; NaN for normal filters).
     """
     R, T, p_true, nu = synthetic_saliencies(cfg.synth_filters, cfg.synth_ref, cfg.synth_test, heavy=heavy, seed=seed)
-    z = (T - R.mean(0)) / R.std(0, ddof=1)
-    p_pot = fit_pot(R, quantile=cfg.quantile, min_exceed=cfg.min_exceed).tail_probability(T)
+    ref = ReferenceStats.for_quantile(cfg.synth_filters, cfg.synth_ref, cfg.quantile)
+    ref.update(torch.from_numpy(R))
+    z_t = zscore(torch.from_numpy(T), ref)
+    p_t = pot_pvalues(torch.from_numpy(T), ref.pot(min_exceed=cfg.min_exceed))
+    z, p_pot = z_t.numpy(), p_t.numpy()
     k = max(1, cfg.synth_filters // 100)
     true_score = -np.log(p_true)
-    pot_rank = rank_by_pot(torch.from_numpy(p_pot), torch.from_numpy(z)).numpy()
+    pot_rank = rank_by_pot(p_t, z_t).numpy()
     pot_score = np.empty_like(z)
     np.put_along_axis(pot_score, pot_rank, -np.arange(z.shape[1], dtype=float)[None, :], axis=1)
     top_z = topk_overlap(z, true_score, k)
     top_pot = topk_overlap(pot_score, true_score, k)
+    # ablation arm: the z-score without its division by sigma_j (centred saliency s_j - mu_j)
+    top_centred = topk_overlap(T - R.mean(0), true_score, k)
     heaviest = nu <= np.quantile(nu, 1 / 3) if heavy else np.zeros(nu.shape, dtype=bool)
 
     def share(score: np.ndarray) -> float:
@@ -480,6 +522,7 @@ def synthetic_experiment(cfg: SaliencyConfig, *, heavy: bool, seed: int = 0) -> 
         "nu": nu,
         "top_z": top_z,
         "top_pot": top_pot,
+        "top_centred": top_centred,
         "heavy_share_z": share(z),
         "heavy_share_pot": share(pot_score),
         "heavy_share_true": share(true_score),

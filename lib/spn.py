@@ -11,13 +11,15 @@ its scope, m_l data routed to l of which k_{ld} have x_d = 1.
 
 * `build_rat_spn`: a RAT-SPN-style network (random balanced region splits, repetitions at the root).
 * `log_likelihood`, `log_marginal`: log-space evaluation (torch, on any device).
-* `bottom_up_gibbs`: the baseline; evaluates every node for every datum (torch, vectorised over data).
+* `bottom_up_gibbs`: the baseline; evaluates every node for every datum (numba loop over data, float64,
+  like the top-down kernel; or torch, vectorised over data, on any device).
 * `top_down_gibbs`: the paper's Metropolis-Hastings-within-Gibbs; touches only the datum's trees (numba).
 * `enumerate_trees`, `exact_posterior`: the exact posterior over joint trees of a tiny model.
+* `trace_trees`: a compiled chain that records every sweep's trees (for the comparison with enumeration).
 * `tune_hyperparameters`: empirical Bayes for alpha and (a_d, b_d), tied per dimension, on subsamples.
 
-Run `python -m lib.spn` for a benchmark of both samplers at three sizes. The top-down kernel is
-compiled by numba (requirements: numba==0.68.1) and runs on the CPU in every profile.
+Run `python -m lib.spn` for a benchmark of both samplers at three sizes. Both compiled kernels use numba
+(requirements: numba==0.68.1) and run on one CPU thread in every profile; their timings are CPU seconds.
 """
 
 from __future__ import annotations
@@ -99,6 +101,20 @@ class SPNStructure:
             bounds = np.searchsorted(self.leaf_vars[order], np.arange(self.n_vars + 1))
             self._by_var = (order, bounds)
         return self._by_var
+
+    def sum_regions(self) -> np.ndarray:
+        """Return (R, 4) int64 rows (first sum, sums, first product, children) of the sum regions, bottom-up.
+
+        The sums of one region share their children: sum s of region r has edges to the products
+        first product + 0 .. children - 1, in order (what the compiled bottom-up pass relies on).
+        """
+        rows = [(r.first, r.n_nodes, r.prod_first, r.n_children) for r in self.regions if r.kind == "sum"]
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 4)
+
+    def leaf_regions(self) -> np.ndarray:
+        """Return (R_leaf, 2) int64 rows (first leaf, leaves) of the leaf regions."""
+        rows = [(r.first, r.n_nodes) for r in self.regions if r.kind == "leaf"]
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 2)
 
     def tree_size(self) -> int:
         """Return the number of nodes of one induced tree (the same for every tree of a balanced RAT-SPN)."""
@@ -342,6 +358,11 @@ class TreeState:
         """Return a deep copy."""
         return TreeState(self.z.copy(), self.n_edge.copy(), self.n_sum.copy(), self.ones.copy(), self.m.copy())
 
+    def counts_copy(self) -> TreeState:
+        """Return a copy of the counts only (z left empty): all that the predictive and the log joint read."""
+        z = np.empty((0, self.z.shape[1]), np.int32)
+        return TreeState(z, self.n_edge.copy(), self.n_sum.copy(), self.ones.copy(), self.m.copy())
+
 
 def _tree_leaves(spn: SPNStructure, zrow: np.ndarray) -> list[int]:
     """Return the leaves of the induced tree encoded by one row of z."""
@@ -485,7 +506,10 @@ def iid_tv_floor(p_exact: np.ndarray, n_samples: int, rng: np.random.Generator, 
 # Top-down sampler (the paper): compiled inner loop
 # ----------------------------------------------------------------------------------------------------
 
-_BUG_NONE, _BUG_ALWAYS_ACCEPT, _BUG_KEEP_OWN_COUNTS = 0, 1, 2
+_BUG_NONE, _BUG_ALWAYS_ACCEPT, _BUG_KEEP_OWN_COUNTS, _BUG_PRIOR_BELOW_ROOT = 0, 1, 2, 3
+"""Injected bugs (ablation arms of experiment 1): none; accept every proposal (top-down) or sample children from
+the weights alone (bottom-up); keep the datum's own counts while proposing; propose from the prior
+alpha_sc / alpha_s, ignoring the counts, at every sum node below the root."""
 
 
 @numba.njit(cache=True)
@@ -592,12 +616,14 @@ def _top_down_kernel(
                 top -= 1
                 node = stack[top]
                 if node < S:
-                    u = np.random.random() * (n_sum[node] + alpha_sum[node])  # noqa: NPY002 (numba supports only the legacy RNG)
+                    # bug 3 drops the counts below the root: p(c | s) = alpha_sc / alpha_s there
+                    w_n = 0.0 if (bug == 3 and node > 0) else 1.0
+                    u = np.random.random() * (w_n * n_sum[node] + alpha_sum[node])  # noqa: NPY002 (numba supports only the legacy RNG)
                     e = sum_ptr[node]
-                    acc = n_edge[e] + alpha_edge[e]
+                    acc = w_n * n_edge[e] + alpha_edge[e]
                     while acc <= u and e < sum_ptr[node + 1] - 1:
                         e += 1
-                        acc += n_edge[e] + alpha_edge[e]
+                        acc += w_n * n_edge[e] + alpha_edge[e]
                     new_s[ns_new] = node
                     new_c[ns_new] = e - sum_ptr[node]
                     ns_new += 1
@@ -642,9 +668,29 @@ def _top_down_kernel(
     return accepted, n_sweeps * N, visits
 
 
+@numba.njit(cache=True)
+def _top_down_trace(
+    X, z, n_edge, n_sum, ones, m, sum_ptr, edge_prod, prod_left, prod_right, leaf_ptr, leaf_vars, alpha_edge,
+    alpha_sum, a_var, b_var, n_sweeps, bug, out
+):  # fmt: skip
+    """Run n_sweeps single sweeps, copying the trees z into out[i] after sweep i; return the accepted count."""
+    accepted = 0
+    for i in range(n_sweeps):
+        acc, _, _ = _top_down_kernel(
+            X, z, n_edge, n_sum, ones, m, sum_ptr, edge_prod, prod_left, prod_right, leaf_ptr, leaf_vars,
+            alpha_edge, alpha_sum, a_var, b_var, 1, bug,
+        )  # fmt: skip
+        accepted += acc
+        out[i] = z
+    return accepted
+
+
 @dataclass
 class SweepStats:
-    """What a run of sweeps did: acceptance rate, edge scans (`visits_per_sweep`) and seconds per sweep."""
+    """What a run of sweeps did: acceptance rate, edge scans (`visits_per_sweep`) and seconds per sweep.
+
+    Seconds are CPU seconds of the calling thread (both samplers run on one thread), or wall-clock on a GPU.
+    """
 
     sweeps: int
     acceptance: float
@@ -662,7 +708,7 @@ def _check_state(spn: SPNStructure, X: np.ndarray, state: TreeState) -> np.ndarr
 def _run_top_down(spn, X, state, hyper, n_sweeps, seed, bug) -> SweepStats:
     X = _check_state(spn, X, state)
     _nb_seed(int(seed) % (2**31))
-    t0 = time.perf_counter()
+    t0 = time.thread_time()  # CPU seconds of this thread: robust to other processes on a shared machine
     acc, props, visits = _top_down_kernel(
         X,
         state.z,
@@ -683,7 +729,7 @@ def _run_top_down(spn, X, state, hyper, n_sweeps, seed, bug) -> SweepStats:
         int(n_sweeps),
         bug,
     )
-    dt = time.perf_counter() - t0
+    dt = time.thread_time() - t0
     return SweepStats(n_sweeps, acc / max(props, 1), visits / max(n_sweeps, 1), dt / max(n_sweeps, 1))
 
 
@@ -776,8 +822,10 @@ def _downward(
         scans += 3 * len(rows) * reg.n_children
         if bug != _BUG_ALWAYS_ACCEPT:
             logits = logits + _products(spn, reg, values, rows)
-        u = torch.rand(logits.shape, generator=gen, dtype=logits.dtype, device="cpu").to(dev)
-        c = torch.argmax(logits - torch.log(-torch.log(u.clamp_min(1e-30))), 1)
+        # inverse CDF: one uniform per datum, searched in the cumulative conditional
+        cdf = torch.softmax(logits, 1).cumsum(1)
+        u = torch.rand((len(rows), 1), generator=gen, dtype=cdf.dtype, device="cpu").to(dev)
+        c = torch.searchsorted(cdf, u * cdf[:, -1:]).clamp_max(reg.n_children - 1).squeeze(1)
         z[rows, reg.first + k] = c.to(torch.int32)
         off = 0
         for a, b in reg.parts:
@@ -791,6 +839,179 @@ def _downward(
     return z.cpu().numpy(), scans
 
 
+@numba.njit(cache=True, fastmath=True)
+def _bottom_up_kernel(
+    X, z, n_edge, n_sum, ones, m, sum_ptr, edge_prod, prod_left, prod_right, leaf_ptr, leaf_vars, regions,
+    leaf_regions, alpha_edge, a_var, b_var, n_sweeps, bug, out
+):  # fmt: skip
+    """Run n_sweeps bottom-up Gibbs sweeps in place, one datum at a time; return the edge scans.
+
+    Each sweep draws W and Theta from their conditionals, then for every datum evaluates every node
+    (upward pass) and draws the datum's tree top-down by inverse CDF (downward pass). Values are kept
+    as S_v(x_n) = ex[v] exp(off[v]) with one offset per region, so that a product's value is the product
+    of its children's (no exp per product) and a region's sums are dot products with its weights.
+    When out has n_sweeps rows, out[i] receives z after sweep i.
+    """
+    N, S = z.shape
+    E, P, L, n_slots = alpha_edge.shape[0], prod_left.shape[0], leaf_ptr.shape[0] - 1, leaf_vars.shape[0]
+    w = np.empty(E)
+    lt = np.empty(n_slots)
+    l1t = np.empty(n_slots)
+    B = 16  # data per block: each weight row is reused by B data while it is in cache
+    ex = np.empty((B, S + L))  # S_v(x_n) / exp(off[v]): sums [0, S), leaves S + [0, L)
+    off = np.empty((B, S + L))
+    dot = np.empty((B, S))  # sum_c w_sc pexp_c: the normaliser of the downward step at s
+    pexp = np.empty((B, P))  # S_p(x_n) / exp(region offset)
+    lv = np.empty(L)
+    stack = np.empty(S + L + 2, np.int64)
+    visits = 0
+    for sweep in range(n_sweeps):
+        # w_s ~ Dir(alpha_s + n_s.), by normalised Gamma draws
+        for s in range(S):
+            tot = 0.0
+            for e in range(sum_ptr[s], sum_ptr[s + 1]):
+                w[e] = max(np.random.gamma(alpha_edge[e] + n_edge[e], 1.0), 1e-300)  # noqa: NPY002 (numba supports only the legacy RNG)
+                tot += w[e]
+            for e in range(sum_ptr[s], sum_ptr[s + 1]):
+                w[e] /= tot
+        # theta_ld ~ Beta(a_d + k_ld, b_d + m_l - k_ld)
+        for leaf in range(L):
+            for slot in range(leaf_ptr[leaf], leaf_ptr[leaf + 1]):
+                d = leaf_vars[slot]
+                th = np.random.beta(a_var[d] + ones[slot], b_var[d] + m[leaf] - ones[slot])  # noqa: NPY002 (numba supports only the legacy RNG)
+                th = min(max(th, 1e-12), 1.0 - 1e-12)
+                lt[slot] = np.log(th)
+                l1t[slot] = np.log1p(-th)
+        n_edge[:] = 0
+        n_sum[:] = 0
+        ones[:] = 0
+        m[:] = 0
+        for n0 in range(0, N, B):
+            nb = min(B, N - n0)
+            # upward pass, leaves: log S_l(x_n) = sum_d x_d log theta_ld + (1 - x_d) log(1 - theta_ld)
+            for b in range(nb):
+                for r in range(leaf_regions.shape[0]):
+                    l0, nl = leaf_regions[r, 0], leaf_regions[r, 1]
+                    top = -np.inf
+                    for leaf in range(l0, l0 + nl):
+                        v = 0.0
+                        for slot in range(leaf_ptr[leaf], leaf_ptr[leaf + 1]):
+                            v += lt[slot] if X[n0 + b, leaf_vars[slot]] == 1 else l1t[slot]
+                        lv[leaf] = v
+                        top = max(top, v)
+                    for leaf in range(l0, l0 + nl):
+                        ex[b, S + leaf] = np.exp(lv[leaf] - top)
+                        off[b, S + leaf] = top
+            # sum regions, children first: S_p = S_left S_right, S_s = sum_c w_sc S_c
+            for r in range(regions.shape[0]):
+                s0, ns, p0, C = regions[r, 0], regions[r, 1], regions[r, 2], regions[r, 3]
+                for b in range(nb):
+                    exb, offb, pb = ex[b], off[b], pexp[b]
+                    top = -np.inf
+                    for p in range(p0, p0 + C):
+                        pb[p] = offb[prod_left[p]] + offb[prod_right[p]]  # the product's offset, for now
+                        top = max(top, pb[p])
+                    last, f = np.inf, 1.0
+                    for p in range(p0, p0 + C):
+                        if pb[p] != last:  # the offset changes only between partitions: one exp per partition
+                            last, f = pb[p], np.exp(pb[p] - top)
+                        pb[p] = exb[prod_left[p]] * exb[prod_right[p]] * f
+                    offb[s0] = top  # the region's offset, before normalising the sums
+                for k in range(ns):
+                    wk = w[sum_ptr[s0 + k] : sum_ptr[s0 + k] + C]  # slices let LLVM vectorise the dot product
+                    for b in range(nb):
+                        pb = pexp[b, p0 : p0 + C]
+                        acc = 0.0
+                        for c in range(C):
+                            acc += wk[c] * pb[c]
+                        dot[b, s0 + k] = max(acc, 1e-300)
+                for b in range(nb):
+                    dmax = 1e-300
+                    for k in range(ns):
+                        dmax = max(dmax, dot[b, s0 + k])
+                    o = off[b, s0] + np.log(dmax)
+                    for k in range(ns):
+                        ex[b, s0 + k] = dot[b, s0 + k] / dmax
+                        off[b, s0 + k] = o
+            for b in range(nb):
+                n = n0 + b
+                # downward pass: z_n top-down with p(c | s, x_n) ∝ w_sc S_c(x_n), one uniform per sum (inverse CDF)
+                for s in range(S):
+                    z[n, s] = -1
+                ns_tree, height = 0, 1
+                stack[0] = 0
+                while height > 0:
+                    height -= 1
+                    node = stack[height]
+                    if node < S:
+                        e0, e1 = sum_ptr[node], sum_ptr[node + 1]
+                        p0 = edge_prod[e0]
+                        e = e0
+                        if bug == 1:  # injected bug: children drawn from the weights alone, ignoring x_n
+                            u = np.random.random()  # noqa: NPY002 (numba supports only the legacy RNG)
+                            acc = w[e]
+                            while acc <= u and e < e1 - 1:
+                                e += 1
+                                acc += w[e]
+                        else:
+                            u = np.random.random() * dot[b, node]  # noqa: NPY002 (numba supports only the legacy RNG)
+                            acc = w[e] * pexp[b, p0]
+                            while acc <= u and e < e1 - 1:
+                                e += 1
+                                acc += w[e] * pexp[b, p0 + e - e0]
+                        z[n, node] = e - e0
+                        n_edge[e] += 1
+                        n_sum[node] += 1
+                        ns_tree += 1
+                        visits += e - e0 + 1 + 2  # the scan up to the chosen edge, then the product's two child edges
+                        p = edge_prod[e]
+                        stack[height] = prod_left[p]
+                        stack[height + 1] = prod_right[p]
+                        height += 2
+                    else:
+                        leaf = node - S
+                        m[leaf] += 1
+                        for slot in range(leaf_ptr[leaf], leaf_ptr[leaf + 1]):
+                            ones[slot] += X[n, leaf_vars[slot]]
+                # upward: every sum edge, both child edges of every product, every leaf variable; + count updates
+                visits += E + 2 * P + n_slots + ns_tree + X.shape[1]
+        if out.shape[0] == n_sweeps:
+            out[sweep] = z
+    return visits
+
+
+def _run_bottom_up_numba(spn, X, state, hyper, n_sweeps, seed, bug, out=None) -> SweepStats:
+    X = _check_state(spn, X, state)
+    if out is None:
+        out = np.empty((0, *state.z.shape), np.int32)
+    _nb_seed(int(seed) % (2**31))
+    t0 = time.thread_time()
+    visits = _bottom_up_kernel(
+        X,
+        state.z,
+        state.n_edge,
+        state.n_sum,
+        state.ones,
+        state.m,
+        spn.sum_ptr,
+        spn.edge_prod,
+        spn.prod_left,
+        spn.prod_right,
+        spn.leaf_ptr,
+        spn.leaf_vars,
+        spn.sum_regions(),
+        spn.leaf_regions(),
+        hyper.alpha_edge,
+        hyper.a_var,
+        hyper.b_var,
+        int(n_sweeps),
+        bug,
+        out,
+    )
+    dt = time.thread_time() - t0
+    return SweepStats(n_sweeps, 1.0, visits / max(n_sweeps, 1), dt / max(n_sweeps, 1))
+
+
 def bottom_up_gibbs(
     spn: SPNStructure,
     X: np.ndarray,
@@ -799,6 +1020,7 @@ def bottom_up_gibbs(
     n_sweeps: int = 1,
     seed: int = 0,
     *,
+    impl: str = "numba",
     device=None,
     dtype=torch.float32,
     _bug: int = 0,
@@ -806,12 +1028,20 @@ def bottom_up_gibbs(
     """Run bottom-up Gibbs sweeps (W, theta | Z; then Z | W, theta, X for all data); return (state, stats).
 
     Every sweep evaluates every node of the network for every datum (the upward pass), then samples each
-    datum's tree top-down from the exact conditional given the explicit parameters.
+    datum's tree top-down from the exact conditional given the explicit parameters. `impl="numba"`: a
+    compiled float64 loop over data, like the top-down kernel (updates `state` in place and returns it);
+    `impl="torch"`: vectorised over data in `dtype` on `device` (a GPU where there is one), returns a new state.
     """
+    if impl == "numba":
+        return state, _run_bottom_up_numba(spn, X, state, hyper, n_sweeps, seed, _bug)
+    if impl != "torch":
+        raise ValueError(f"impl must be 'numba' or 'torch', got {impl!r}")
     Xn = _check_state(spn, X, state)
     Xt = torch.as_tensor(Xn, device=device or "cpu")
     gen = torch.Generator().manual_seed(int(seed))
-    t0 = time.perf_counter()
+    # CPU: this thread's CPU seconds (torch runs on it with one thread); GPU: wall-clock after a synchronise
+    clock = time.perf_counter if Xt.device.type == "cuda" else time.thread_time
+    t0 = clock()
     # upward pass, per datum: every sum edge, both child edges of every product, every leaf variable
     up = spn.n_edges + 2 * spn.n_products + len(spn.leaf_vars)
     scans = 0
@@ -825,7 +1055,7 @@ def bottom_up_gibbs(
         scans += Xn.shape[0] * up + down + int((z >= 0).sum()) + Xn.size
     if Xt.device.type == "cuda":
         torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+    dt = clock() - t0
     return state, SweepStats(n_sweeps, 1.0, scans / max(n_sweeps, 1), dt / max(n_sweeps, 1))
 
 
@@ -942,7 +1172,28 @@ def tune_hyperparameters(
 
 
 TINY_DATA = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=np.uint8)
-"""The tiny data set of the correctness check (D = 3, N = 4)."""
+"""The data of the one-sum model of experiment 1 (D = 3, N = 4)."""
+
+INTERNAL_DATA = np.array([[1, 1, 0, 1], [1, 1, 0, 0]], dtype=np.uint8)
+"""The data of the internal-sums model of experiment 1 (D = 4, N = 2)."""
+
+EXACT_MODELS = {
+    # name: (n_vars, depth, repetitions J, K_sum, K_leaf, data)
+    "one sum node": (3, 1, 2, 1, 1, TINY_DATA),
+    "internal sums": (4, 2, 2, 2, 2, INTERNAL_DATA),
+}
+"""The two exact-enumeration models: a root over 2 products (16 joint states), and 9 sum nodes of which a tree
+visits 3 (the root over 8 products, two internal sums over 4 each: 128 trees, 128^2 = 16 384 joint states)."""
+
+ARMS = {
+    # arm: (sampler, injected bug)
+    "top-down": ("top-down", _BUG_NONE),
+    "bottom-up": ("bottom-up", _BUG_NONE),
+    "top-down, always accept": ("top-down", _BUG_ALWAYS_ACCEPT),
+    "top-down, own counts kept": ("top-down", _BUG_KEEP_OWN_COUNTS),
+    "top-down, counts ignored below the root": ("top-down", _BUG_PRIOR_BELOW_ROOT),
+}
+"""The arms of experiment 1: both samplers, and three one-line bugs of the top-down sampler."""
 
 PUBLISHED_LEARNSPN = {
     "nltcs": -6.11,
@@ -964,32 +1215,34 @@ chapter says so where it uses them.
 
 @dataclass(frozen=True)
 class CorrectnessConfig(Config):
-    """Experiment 1: both samplers against exact enumeration on a tiny network (2 children at the root)."""
+    """Experiment 1: both samplers and three bugs against exact enumeration on the two `EXACT_MODELS`."""
 
-    alpha: float = 2.0
-    td_sweeps: int = 20_000
-    bu_sweeps: int = 8_000
+    alpha: float = 2.0  # Dirichlet alpha per child, one-sum model
+    alpha_internal: float = 0.2  # ... internal-sums model (small, so that the counts matter)
+    sweeps: int = 20_000  # sweeps per arm, one-sum model
+    sweeps_internal: int = 50_000  # ... internal-sums model (16 384 joint states)
     burn_in: int = 100
-    PRESETS = {"quick": {}, "full": {"td_sweeps": 100_000, "bu_sweeps": 30_000}}
+    PRESETS = {"quick": {}, "full": {"sweeps": 100_000, "sweeps_internal": 400_000}}
 
 
 @dataclass(frozen=True)
 class SpeedConfig(Config):
-    """Experiment 2: per-sweep edge scans and seconds of both samplers (on the CPU) as K_sum = K_leaf doubles."""
+    """Experiment 2: per-sweep edge scans and CPU seconds of both samplers as K_sum = K_leaf doubles."""
 
     dataset: str = "nltcs"
-    n_data: int = 4000  # rows of the training set used (both samplers cost O(N) per sweep)
-    sizes: tuple[int, ...] = (5, 10, 20)
+    n_data: int = 2000  # rows of the training set used (both samplers cost O(N) per sweep)
+    sizes: tuple[int, ...] = (5, 10, 20, 40)
     depth: int = 3
     n_repetitions: int = 4
     sweeps: int = 1  # bottom-up sweeps timed
     td_sweeps: int = 10  # top-down sweeps timed
-    PRESETS = {"quick": {}, "full": {"n_data": 100_000, "sizes": (5, 10, 20, 40), "sweeps": 2}}
+    torch_max_nodes: int = 15_000  # the vectorised torch bottom-up is also timed up to this size (K = 20)
+    PRESETS = {"quick": {}, "full": {"n_data": 8000, "sweeps": 2, "torch_max_nodes": 50_000}}
 
 
 @dataclass(frozen=True)
 class PredictiveConfig(Config):
-    """Experiment 3: test log-likelihood per sample of both samplers against baselines, at equal seconds."""
+    """Experiment 3: test log-likelihood of both samplers at several equal-CPU-time horizons and equal sweeps."""
 
     datasets: tuple[str, ...] = ("nltcs",)
     depth: int = 3
@@ -997,13 +1250,15 @@ class PredictiveConfig(Config):
     n_sums: int = 10
     n_leaves: int = 10
     alpha: float = 1.0
-    seconds: float = 12.0  # sampler time of each sampler per dataset
+    n_train: int | None = 8000  # first rows of each training set used (None: all)
+    horizons: tuple[float, ...] = (0.75, 1.5, 3.0, 6.0)  # CPU seconds of each sampler
     n_keep: int = 5  # last posterior samples averaged in the predictive
     PRESETS = {
         "quick": {},
         "full": {
-            "datasets": ("nltcs", "plants", "jester", "baudio", "bnetflix", "accidents", "pumsb_star", "dna", "bbc"),
-            "seconds": 15.0,
+            "datasets": ("nltcs", "plants", "jester", "baudio", "dna"),
+            "n_train": None,
+            "horizons": (2.0, 8.0, 32.0),
         },
     }
 
@@ -1017,81 +1272,98 @@ class TuningConfig(Config):
     n_repetitions: int = 4
     n_sums: int = 10
     n_leaves: int = 10
+    n_train: int | None = 8000  # first rows of the training set used (None: all)
     sweeps: int = 40
     tune_every: int = 5
     n_keep: int = 5
-    PRESETS = {"quick": {}, "full": {"n_sums": 20, "n_leaves": 20, "sweeps": 100}}
+    PRESETS = {"quick": {}, "full": {"n_sums": 20, "n_leaves": 20, "n_train": None, "sweeps": 100}}
+
+
+def trace_trees(
+    kind: str, spn: SPNStructure, X: np.ndarray, hyper: Hyper, sweeps: int, seed: int = 0, bug: int = _BUG_NONE
+) -> tuple[np.ndarray, float]:
+    """Return (z after every sweep (sweeps x N x S), acceptance) of a chain from `init_state`, compiled throughout."""
+    X = np.ascontiguousarray(np.asarray(X, dtype=np.uint8))
+    st = init_state(spn, X, seed=seed)
+    out = np.empty((sweeps, *st.z.shape), np.int32)
+    if kind == "bottom-up":
+        _run_bottom_up_numba(spn, X, st, hyper, sweeps, seed, bug, out)
+        return out, 1.0
+    if kind != "top-down":
+        raise ValueError(f"kind must be 'top-down' or 'bottom-up', got {kind!r}")
+    _nb_seed(int(seed) % (2**31))
+    accepted = _top_down_trace(
+        X, st.z, st.n_edge, st.n_sum, st.ones, st.m, spn.sum_ptr, spn.edge_prod, spn.prod_left, spn.prod_right,
+        spn.leaf_ptr, spn.leaf_vars, hyper.alpha_edge, hyper.alpha_sum(spn), hyper.a_var, hyper.b_var, int(sweeps),
+        bug, out,
+    )  # fmt: skip
+    return out, accepted / max(sweeps * len(X), 1)
 
 
 def correctness_experiment(cfg: CorrectnessConfig, seed: int = 0) -> dict:
-    """Return exact and sampled posteriors over the 16 joint trees of the tiny model, TVs and i.i.d. floors."""
-    spn = build_rat_spn(3, 1, 2, 1, 1, seed=0)
-    hyper = Hyper.fixed(spn, cfg.alpha)
-    trees, p = exact_posterior(spn, TINY_DATA, hyper)
-    out = {"p_exact": p, "n_states": len(p)}
-    for name, kind, sweeps, bug in (
-        ("top-down", "top-down", cfg.td_sweeps, _BUG_NONE),
-        ("bottom-up", "bottom-up", cfg.bu_sweeps, _BUG_NONE),
-        ("top-down, always accept", "top-down", cfg.td_sweeps, _BUG_ALWAYS_ACCEPT),
-        ("top-down, own counts kept", "top-down", cfg.td_sweeps, _BUG_KEEP_OWN_COUNTS),
-    ):
-        st = init_state(spn, TINY_DATA, seed=seed)
-        zs = np.empty((sweeps, *st.z.shape), np.int32)
-        for i in range(sweeps):
-            if kind == "top-down":
-                _run_top_down(spn, TINY_DATA, st, hyper, 1, seed * 1_000_003 + i, bug)
-            else:
-                st, _ = bottom_up_gibbs(spn, TINY_DATA, st, hyper, 1, seed=seed * 1_000_003 + i)
-            zs[i] = st.z
-        zs = zs[cfg.burn_in :]
-        emp = _joint_empirical(spn, trees, zs, len(p))
-        out[name] = {
-            "p": emp,
-            "tv": 0.5 * float(np.abs(emp - p).sum()),
-            "floor": iid_tv_floor(p, len(zs), np.random.default_rng(seed)),
-            "samples": len(zs),
-        }
+    """Return, per exact model, the exact joint posterior and every arm's visit frequencies, TV and i.i.d. floor."""
+    out = {}
+    for model, (d, depth, J, K, KL, X) in EXACT_MODELS.items():
+        spn = build_rat_spn(d, depth, J, K, KL, seed=0)
+        internal = model == "internal sums"
+        hyper = Hyper.fixed(spn, cfg.alpha_internal if internal else cfg.alpha)
+        sweeps = cfg.sweeps_internal if internal else cfg.sweeps
+        trees, p = exact_posterior(spn, X, hyper)
+        res = {"p_exact": p, "n_states": len(p), "n_sums": spn.n_sums, "n_trees": len(trees), "n_data": len(X)}
+        for k, (arm, (kind, bug)) in enumerate(ARMS.items()):
+            zs, acc = trace_trees(kind, spn, X, hyper, sweeps, seed=seed * 1_000_003 + k, bug=bug)
+            emp = _joint_empirical(spn, trees, zs[cfg.burn_in :], len(p))
+            res[arm] = {
+                "p": emp,
+                "tv": 0.5 * float(np.abs(emp - p).sum()),
+                "floor": iid_tv_floor(p, sweeps - cfg.burn_in, np.random.default_rng(seed)),
+                "samples": sweeps - cfg.burn_in,
+                "acceptance": acc,
+            }
+        out[model] = res
     return out
 
 
 def predictive_experiment(
     name: str, X: np.ndarray, X_test: np.ndarray, cfg: PredictiveConfig, seed: int = 0, device=None
 ) -> dict:
-    """Return both samplers' runs at equal sampler seconds, their test LLs, and top-down's LL at equal sweeps.
+    """Return both samplers' test LL at every horizon (equal CPU seconds) and top-down's at bottom-up's sweeps.
 
-    The equal-sweeps value is read from the same top-down run, after as many sweeps as bottom-up made.
+    The samplers (and the independent-Bernoulli baseline) see the first `cfg.n_train` rows of X. Both are the
+    compiled (numba) kernels on one CPU thread, from the same starting trees. At each horizon h a sampler is
+    read after its last sweep that finished within h CPU seconds; top-down is also read after as many sweeps
+    as bottom-up had made by each horizon (equal sweeps).
     """
+    X = X[: cfg.n_train]
     spn = build_rat_spn(X.shape[1], cfg.depth, cfg.n_repetitions, cfg.n_sums, cfg.n_leaves, seed=seed)
     hyper = Hyper.fixed(spn, cfg.alpha)
     warmup_top_down(spn, X, hyper)
+    bottom_up_gibbs(spn, X[:2], init_state(spn, X[:2]), hyper, 1)  # compile the bottom-up kernel
     st0 = init_state(spn, X, seed=seed)
-    out = {"name": name, "nodes": spn.n_nodes}
-    for kind in ("bottom-up", "top-down"):
-        run = run_sampler(
-            kind,
-            spn,
-            X,
-            hyper,
-            state=st0,
-            seconds=cfg.seconds,
-            n_keep=cfg.n_keep,
-            seed=seed,
-            device=device,
-            snapshot_at=out["bottom-up"]["sweeps"] if kind == "top-down" else None,
-        )
-        run["test_ll"] = predictive_log_likelihood(spn, run.pop("states"), hyper, X_test, device=device)
-        out[kind] = run
-    # top-down after as many sweeps as bottom-up made (NaN if top-down made fewer)
-    at = out["top-down"].pop("states_at")
-    out["top-down equal sweeps"] = (
-        predictive_log_likelihood(spn, at, hyper, X_test, device=device) if at else float("nan")
+    out = {"name": name, "nodes": spn.n_nodes, "n_train": len(X), "horizons": list(cfg.horizons)}
+    bu = run_sampler("bottom-up", spn, X, hyper, state=st0, horizons=cfg.horizons, n_keep=cfg.n_keep, seed=seed)
+    marks = sorted({bu["sweeps_at"][h] for h in cfg.horizons} - {0})
+    td = run_sampler(
+        "top-down", spn, X, hyper, state=st0, horizons=cfg.horizons, sweep_marks=marks, n_keep=cfg.n_keep, seed=seed
     )
+    ll = lambda states: (  # noqa: E731
+        predictive_log_likelihood(spn, states, hyper, X_test, device=device) if states else float("nan")
+    )
+    for kind, r in (("bottom-up", bu), ("top-down", td)):
+        r["test_ll_at"] = {h: ll(r["at_seconds"].pop(h)) for h in cfg.horizons}
+        r["test_ll"] = r["test_ll_at"][cfg.horizons[-1]]
+        del r["states"], r["at_seconds"]
+        out[kind] = r
+    # top-down after as many sweeps as bottom-up had made by each horizon
+    at_sweeps = {k: ll(v) for k, v in td.pop("at_sweeps").items()}
+    out["top-down equal sweeps"] = {h: at_sweeps.get(bu["sweeps_at"][h], float("nan")) for h in cfg.horizons}
     out["independent"] = independent_bernoulli_ll(X, X_test)
     return out
 
 
 def tuning_experiment(X: np.ndarray, X_test: np.ndarray, cfg: TuningConfig, seed: int = 0) -> dict:
     """Return test LL, acceptance and final hyperparameters of top-down runs: fixed vs tuned, from two priors."""
+    X = X[: cfg.n_train]
     spn = build_rat_spn(X.shape[1], cfg.depth, cfg.n_repetitions, cfg.n_sums, cfg.n_leaves, seed=seed)
     st0 = init_state(spn, X, seed=seed)
     out = {}
@@ -1123,30 +1395,41 @@ def run_sampler(
     state: TreeState,
     seconds: float | None = None,
     sweeps: int | None = None,
+    horizons: tuple[float, ...] = (),
+    sweep_marks: tuple[int, ...] | list[int] = (),
     n_keep: int = 5,
     seed: int = 0,
+    impl: str = "numba",
     device=None,
     tune_every: int = 0,
-    snapshot_at: int | None = None,
 ) -> dict:
-    """Return a run's trace: sweeps, seconds, log joint per sweep, the last `n_keep` states, final hyper.
+    """Return a run's trace: sweeps, CPU seconds and log joint per sweep, the last `n_keep` counts, final hyper.
 
-    Runs `kind` ("top-down" or "bottom-up") for `sweeps` sweeps or until `seconds` pass; with
-    `tune_every > 0` re-tunes the hyperparameters by empirical Bayes every that many sweeps. With
-    `snapshot_at = k`, also returns the last `n_keep` states up to sweep k as "states_at" (if reached).
+    Runs `kind` ("top-down" or "bottom-up", the latter as `impl`) for `sweeps` sweeps or until `seconds`
+    (default: the last of `horizons`) CPU seconds of sampling have passed; with `tune_every > 0` re-tunes the
+    hyperparameters by empirical Bayes every that many sweeps. Kept states are counts only (`counts_copy`).
+    For each horizon h, "at_seconds"[h] holds the last `n_keep` states of the sweeps finished within h
+    seconds and "sweeps_at"[h] their number; for each k in `sweep_marks`, "at_sweeps"[k] holds the last
+    `n_keep` states after sweep k (if reached).
     """
     if kind not in ("top-down", "bottom-up"):
         raise ValueError(f"kind must be 'top-down' or 'bottom-up', got {kind!r}")
+    if seconds is None and sweeps is None and horizons:
+        seconds = max(horizons)
     if (seconds is None) == (sweeps is None):
-        raise ValueError("give exactly one of seconds or sweeps")
+        raise ValueError("give exactly one of seconds (or horizons) and sweeps")
     state = state.copy()
-    trace_t, trace_lj, kept, acc, snapshot = [0.0], [log_joint(spn, state, hyper)], [], [], None
+    trace_t, trace_lj, kept, acc = [0.0], [log_joint(spn, state, hyper)], [], []
+    at_seconds, sweeps_at, at_sweeps = {}, {}, {}
     elapsed, i = 0.0, 0
     while (sweeps is not None and i < sweeps) or (seconds is not None and elapsed < seconds):
         if kind == "top-down":
             st = top_down_gibbs(spn, X, state, hyper, 1, seed=seed * 100_003 + i)
         else:
-            state, st = bottom_up_gibbs(spn, X, state, hyper, 1, seed=seed * 100_003 + i, device=device)
+            state, st = bottom_up_gibbs(spn, X, state, hyper, 1, seed=seed * 100_003 + i, impl=impl, device=device)
+        for h in horizons:  # a horizon passed during this sweep: read the states before it
+            if h not in at_seconds and elapsed + st.seconds_per_sweep > h:
+                at_seconds[h], sweeps_at[h] = list(kept), i
         elapsed += st.seconds_per_sweep
         acc.append(st.acceptance)
         i += 1
@@ -1154,16 +1437,21 @@ def run_sampler(
             hyper = tune_hyperparameters(spn, state, hyper, seed=seed + i)
         trace_t.append(elapsed)
         trace_lj.append(log_joint(spn, state, hyper))
-        kept.append(state.copy())
+        kept.append(state.counts_copy())
         kept = kept[-n_keep:]
-        if snapshot_at == i:
-            snapshot = list(kept)
+        if i in sweep_marks:
+            at_sweeps[i] = list(kept)
+    for h in horizons:
+        if h not in at_seconds:
+            at_seconds[h], sweeps_at[h] = list(kept), i
     return {
-        "states_at": snapshot if snapshot_at is not None and i >= snapshot_at else None,
         "sweeps": i,
         "seconds": np.array(trace_t),
         "log_joint": np.array(trace_lj),
         "states": kept,
+        "at_seconds": at_seconds,
+        "sweeps_at": sweeps_at,
+        "at_sweeps": at_sweeps,
         "acceptance": float(np.mean(acc)) if acc else float("nan"),
         "hyper": hyper,
     }
@@ -1176,27 +1464,34 @@ def speed_table(
     sweeps: int = 2,
     seed: int = 0,
     td_sweeps: int | None = None,
+    torch_max_nodes: int | None = None,
     gpu_device=None,
 ) -> list[dict]:
     """Return, per network, edge scans and seconds per sweep of both samplers from the same start.
 
-    Both samplers are timed on the CPU (top-down is a numba loop, so this is the fair comparison). With a
-    CUDA `gpu_device`, bottom-up is also timed there ("bu_seconds_gpu"). Top-down runs `td_sweeps` sweeps
-    (default: `sweeps`), so that its much shorter sweeps are timed well.
+    The comparison is between equally optimised implementations: both samplers are compiled numba loops in
+    float64 on one CPU thread, timed in CPU seconds. The vectorised torch bottom-up (float32, one thread) is
+    also timed ("bu_seconds_torch", up to `torch_max_nodes` nodes; NaN above), and with a CUDA `gpu_device`
+    on the GPU ("bu_seconds_gpu"). Top-down runs `td_sweeps` sweeps (default: `sweeps`), so that its much
+    shorter sweeps are timed well.
     """
     rows = []
     for spn in spn_sizes:
         hyper = Hyper.fixed(spn, hyper_alpha)
         warmup_top_down(spn, X, hyper)
         st0 = init_state(spn, X, seed=seed)
+        small = counts_from_trees(spn, X[:64], st0.z[:64])
         td = top_down_gibbs(spn, X, st0.copy(), hyper, td_sweeps or sweeps, seed=seed)
-        bottom_up_gibbs(spn, X[:64], counts_from_trees(spn, X[:64], st0.z[:64]), hyper, 1, seed=seed)  # warm-up
-        _, bu = bottom_up_gibbs(spn, X, st0.copy(), hyper, sweeps, seed=seed, device="cpu")
-        gpu = float("nan")
+        bottom_up_gibbs(spn, X[:64], small.copy(), hyper, 1, seed=seed)  # compile / warm-up
+        _, bu = bottom_up_gibbs(spn, X, st0.copy(), hyper, sweeps, seed=seed)
+        bu_torch = gpu = float("nan")
+        if torch_max_nodes is None or spn.n_nodes <= torch_max_nodes:
+            bottom_up_gibbs(spn, X[:64], small.copy(), hyper, 1, seed=seed, impl="torch")  # warm-up
+            bu_torch = bottom_up_gibbs(spn, X, st0.copy(), hyper, sweeps, seed=seed, impl="torch")[1].seconds_per_sweep
         if gpu_device is not None and torch.device(gpu_device).type == "cuda":
-            small = counts_from_trees(spn, X[:64], st0.z[:64])
-            bottom_up_gibbs(spn, X[:64], small, hyper, 1, seed=seed, device=gpu_device)  # warm-up
-            gpu = bottom_up_gibbs(spn, X, st0.copy(), hyper, sweeps, seed=seed, device=gpu_device)[1].seconds_per_sweep
+            bottom_up_gibbs(spn, X[:64], small.copy(), hyper, 1, seed=seed, impl="torch", device=gpu_device)
+            _, on_gpu = bottom_up_gibbs(spn, X, st0.copy(), hyper, sweeps, seed=seed, impl="torch", device=gpu_device)
+            gpu = on_gpu.seconds_per_sweep
         rows.append(
             {
                 "nodes": spn.n_nodes,
@@ -1206,6 +1501,7 @@ def speed_table(
                 "bu_visits": bu.visits_per_sweep,
                 "td_seconds": td.seconds_per_sweep,
                 "bu_seconds": bu.seconds_per_sweep,
+                "bu_seconds_torch": bu_torch,
                 "bu_seconds_gpu": gpu,
                 "td_acceptance": td.acceptance,
             }
@@ -1214,13 +1510,13 @@ def speed_table(
 
 
 def main() -> None:
-    """Print per-sweep time and edge scans of both samplers at three sizes (NLTCS or its fallback)."""
+    """Print per-sweep CPU time and edge scans of both compiled samplers at three sizes (NLTCS or its fallback)."""
     from lib.binary_data import load_binary
 
     torch.set_num_threads(1)
     data = load_binary("nltcs")
     X = data.train
-    print(f"data: {data.name} ({data.source}), N={len(X)}, D={X.shape[1]}; one torch thread")
+    print(f"data: {data.name} ({data.source}), N={len(X)}, D={X.shape[1]}; both samplers numba, one thread")
     spns = [build_rat_spn(X.shape[1], 3, 4, k, k, seed=0) for k in (5, 10, 20)]
     for k, row in zip((5, 10, 20), speed_table(spns, X), strict=True):
         print(

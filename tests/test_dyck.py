@@ -190,3 +190,74 @@ def test_training_helpers_run_and_lower_loss():
     samples = dyck.sample_model(model, cfg.k, 16, 20, seed=0)
     frac, count = dyck.valid_fraction_by_length(samples, cfg.k, [0, 10, 20])
     assert count.sum() <= 16 and frac.shape == (2,)
+
+
+def test_bayes_close_after_run_matches_enumeration():
+    # P(next closes | the word starts with i opening brackets), N uniform on 1..5, words uniform given N
+    up, total = np.zeros(6), np.zeros(6)
+    for N in range(1, 6):
+        words = [w for w in itertools.product((0, 1), repeat=2 * N) if reduce_dyck(list(w), 1)]
+        for w in words:
+            for i in range(1, 7):
+                if i <= len(w) and all(t == 0 for t in w[:i]):
+                    total[i - 1] += 1 / len(words)
+                    up[i - 1] += (i < len(w) and w[i] == 0) / len(words)
+    want = np.where(total > 0, 1 - up / np.where(total > 0, total, 1), np.nan)
+    got = dyck.bayes_close_after_run((1, 5), 6)
+    assert np.allclose(got, want, equal_nan=True, rtol=0, atol=1e-12)
+    assert got[4] == 1.0 and np.isnan(got[5])  # after five opens only closing is possible; six never occur
+
+
+def _tiny_cfg(**kw):
+    small = dict(d_model=16, n_layers=1, n_heads=2, d_ff=16, steps=2, batch=8, lr=1e-2, test_max_pairs=30, n_eval=8)
+    return dyck.LengthGenConfig.for_profile("quick", show=False, **{**small, **kw})
+
+
+def test_arms_train_with_and_without_the_start_token():
+    # the start token's embedding gets a gradient (and moves) only when the arm's inputs contain it
+    cfg = _tiny_cfg()
+    bos = DyckVocab(cfg.k).bos
+    for arm, start in (("none", True), ("nostart", False), ("learned", True)):
+        torch.manual_seed(0)
+        init = dyck.CausalTransformer(cfg.model_config(arm)).W_E.weight[bos].detach().clone()
+        model, _ = dyck.train_dyck_model(cfg, arm, seed=0)
+        moved = (model.W_E.weight[bos].detach() - init).abs().max() > 1e-6
+        assert bool(moved) == start, arm
+    with pytest.raises(ValueError):
+        dyck.LengthGenConfig.for_profile("quick", show=False, arms=("none", "alibi"))
+
+
+@pytest.mark.parametrize("start", [True, False])
+def test_closing_accuracy_against_the_next_token(start):
+    # in Dyck_k exactly one closing bracket is valid, the one the word closes with: compare argmax with it
+    k = 2
+    cfg = _tiny_cfg()
+    torch.manual_seed(1)
+    model = dyck.CausalTransformer(cfg.model_config("none")).eval()
+    rng = np.random.default_rng(8)
+    seqs = dyck.to_sequences(dyck.sample_dyck(rng.integers(1, 12, size=40), k, rng), k)
+    correct, total = dyck.closing_accuracy(model, seqs, k, start=start)
+    body = seqs if start else seqs[:, 1:]
+    with torch.no_grad():
+        logits = model(torch.as_tensor(body[:, :-1])).numpy()
+    y = body[:, 1:]
+    closing = (y >= k) & (y < 2 * k)
+    want = (logits[..., k : 2 * k].argmax(-1) + k == y)[closing]
+    assert total == closing.sum() and correct == want.sum() and 0 < correct < total
+
+
+def test_close_probability_after_run():
+    cfg = _tiny_cfg()
+    torch.manual_seed(2)
+    model = dyck.CausalTransformer(cfg.model_config("none")).eval()
+    without = dyck.close_probability_after_run(model, cfg.k, 15, start=False)
+    with_start = dyck.close_probability_after_run(model, cfg.k, 15, start=True)
+    assert np.ptp(without) < 1e-12  # the proposition: a constant input gives the same state everywhere
+    assert np.ptp(with_start) > 1e-6  # with the start token the positions differ
+    # causality: the value at i is the prediction at the end of the prefix <s> (^i alone
+    for i in (1, 7, 15):
+        seq = torch.as_tensor([[DyckVocab(cfg.k).bos] + [0] * i])
+        with torch.no_grad():
+            p = model.double()(seq)[0, -1].softmax(-1)[cfg.k : 2 * cfg.k].sum()
+        model.float()
+        assert abs(float(p) - with_start[i - 1]) < 1e-12

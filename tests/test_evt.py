@@ -38,6 +38,30 @@ def test_very_heavy_tails_over_many_orders_of_magnitude():
     np.testing.assert_allclose(a, c, atol=1e-3)
 
 
+def test_boundary_shape_minus_one_puts_the_endpoint_at_the_largest_excess():
+    """Tiny samples: where the constrained MLE is at xi = -1 (uniform on [0, sigma]), sigma is the largest
+    excess, and the fit's likelihood is at least that of a brute-force grid over xi >= -1 and sigma."""
+    y = np.random.default_rng(7).uniform(0.0, 1.0, size=(8, 6))
+    xi, sigma = gpd_fit_mle(y)
+    at_boundary = xi <= -1.0
+    assert at_boundary.sum() >= 4 and np.all(xi >= -1.0)
+    np.testing.assert_array_equal(sigma[at_boundary], y[at_boundary].max(1))
+    ll = stats.genpareto.logpdf(y, xi[:, None], scale=sigma[:, None]).sum(1)
+    np.testing.assert_allclose(gpd_loglik(y, xi, sigma), ll, rtol=1e-12)
+    xi_grid = np.linspace(-1.0, 1.0, 81)[:, None, None, None]
+    sigma_grid = y.max(1)[None, None, :, None] * 10.0 ** np.linspace(-2, 2, 161)[None, :, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        brute = stats.genpareto.logpdf(y[None, None], xi_grid, scale=sigma_grid).sum(-1)
+    assert np.all(ll >= np.nanmax(brute, axis=(0, 1)) - 1e-9)
+
+
+def test_gpd_loglik_at_shape_minus_one_includes_the_endpoint():
+    y = np.array([[0.2, 0.5, 2.0]])
+    np.testing.assert_allclose(gpd_loglik(y, np.array([-1.0]), np.array([2.0])), [-3 * np.log(2.0)])
+    assert gpd_loglik(y, np.array([-1.0]), np.array([1.9]))[0] == -np.inf
+    assert gpd_loglik(y, np.array([-0.5]), np.array([1.0]))[0] == -np.inf  # endpoint 2 has density 0
+
+
 def test_ragged_rows_with_mask_match_separate_fits():
     rng = np.random.default_rng(3)
     rows = [stats.expon.rvs(size=n, random_state=rng) for n in (50, 80, 120)]

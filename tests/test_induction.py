@@ -19,10 +19,12 @@ from lib.induction import (
     hijack_tokens,
     icl_accuracy,
     make_task,
+    predicted_switch_lengths,
     pregenerated_batches,
     sample_chain,
     sample_sequences,
     stationary_distribution,
+    switch_lengths,
     theorem_counts,
     train_induction_model,
 )
@@ -176,7 +178,7 @@ def test_hijack_threshold_matches_a_brute_force_scan_and_the_model():
 
 def test_trainable_model_shapes_causality_and_errors():
     g = gen(0)
-    for pos_enc in ("learned", "rope"):
+    for pos_enc in ("learned", "rope", "none"):
         model = TwoLayerInductionModel(N=10, d=16, max_len=20, pos_enc=pos_enc, generator=g)
         for p in model.parameters():  # leave the zero init to check causality on a non-trivial model
             p.data.normal_(generator=g)
@@ -235,3 +237,54 @@ def test_hijack_sweep_uses_the_given_tokens_and_threshold():
     assert torch.equal(out["o_beats_g"] == 1.0, predicted)
     with pytest.raises(ValueError, match="delta"):
         hijack_sweep(P, w, (a, g, o), -1.0, cs=[0], lengths=[20], B=1, seed=0)
+
+
+def test_relative_memory_keeps_the_closed_form_at_any_length_absolute_does_not():
+    P = dirichlet_bigram(8, 0.5, seed=2)
+    w = MemoryWeights(beta1=40.0, beta2=2.0, lam=1.3, lam_G=0.7)
+    z = _prompts(P, 12, 97, seed=3)  # length 97, four times the stored length 24
+    rel = AssociativeMemoryTransformer(P, max_len=20, weights=w, prev_token="relative")  # max_len unused
+    assert (rel(z)[:, -1] - closed_form_logits(z, P, w)).abs().max() < 1e-10
+    _, (A1, _) = rel(z, return_attn=True)
+    assert torch.allclose(A1[0, 1:].argmax(-1), torch.arange(96))  # the previous token at every t
+    ape = AssociativeMemoryTransformer(P, max_len=97, weights=w, train_len=24)
+    logits = ape(z)[:, -1]
+    # independent prediction: rows s >= 24 of the layer-1 attention are uniform (no stored pair)
+    assert (logits - exact_logits(z, P, w, train_len=24)).abs().max() < 1e-10
+    assert (logits - closed_form_logits(z, P, w)).abs().max() > 1e-2
+    _, (A1, _) = ape(z, return_attn=True)
+    assert torch.allclose(A1[0, 50, :51], torch.full((51,), 1 / 51, dtype=torch.float64))
+    with pytest.raises(ValueError, match="prev_token"):
+        AssociativeMemoryTransformer(P, 10, w, prev_token="alibi")
+
+
+def test_switch_lengths_match_the_threshold_and_catch_an_off_by_one():
+    P = dirichlet_bigram(10, 0.3, seed=0)
+    a, g, o = hijack_tokens(P)
+    delta = float(torch.log(P[a, g] / P[a, o]))
+    w = MemoryWeights(beta1=40.0, beta2=1.5, lam=2 * delta, lam_G=1.0)  # r = 1/2
+    cs = [1, 2, 3, 4]
+    observed = switch_lengths(P, w, (a, g, o), cs, max_T=40, B=3, seed=0)
+    predicted = predicted_switch_lengths(cs, w, delta, max_T=40)
+    # independent: o wins iff T + 1 < c (e^{b2} (1 - r) + r) / r, so the first losing T is ceil(...) - 1
+    r, e = 0.5, math.exp(w.beta2)
+    by_hand = torch.tensor([math.ceil(c * (e * (1 - r) + r) / r) - 1.0 for c in cs], dtype=torch.float64)
+    assert torch.equal(observed, by_hand) and torch.equal(predicted, by_hand)
+    # a normaliser of T instead of T + 1 shifts every switch length by one token
+    assert ((by_hand + 1) != observed).all()
+
+
+def test_rope_model_layer1_scores_depend_on_the_offset_only():
+    g = gen(1)
+    model = TwoLayerInductionModel(N=6, d=16, max_len=40, pos_enc="rope", generator=g)
+    z = torch.full((1, 24), 3)  # one repeated token: any structure in A1 comes from positions
+    _, (A1, _) = model(z, return_attn=True)
+    A = A1[0, 0].double()
+    # A1[t, t - k] / A1[t, t] = exp(S(k) - S(0)) must not depend on t (relative scores) ...
+    ratios = torch.stack([A[t, t - 8 : t + 1] / A[t, t] for t in range(8, 24)])
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios), rtol=1e-4)
+    # ... and must depend on k: the rotation makes the scores position-dependent
+    assert ratios[0].max() / ratios[0].min() > 1.5
+    # the ablation arm ("none", no rotation) attends uniformly on a repeated token
+    _, (A1, _) = TwoLayerInductionModel(6, 16, 40, "none", gen(1))(z, return_attn=True)
+    assert torch.allclose(A1[0, 0, 10, :11], torch.full((11,), 1 / 11), atol=1e-6)

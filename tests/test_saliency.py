@@ -63,11 +63,23 @@ def test_zscore_ranking_equals_gaussian_tail_ranking():
     assert torch.equal(sal.rank_by_zscore(z), torch.from_numpy(np.argsort(tail, axis=1, kind="stable")))
 
 
-def test_zscore_of_constant_filter_and_pot_tie_breaking():
+def test_zscore_is_the_standardised_saliency():
+    rng = np.random.default_rng(3)
+    R = rng.gamma(2.0, size=(50, 6)) * np.array([1e-4, 1e-3, 0.1, 1.0, 5.0, 30.0])
+    S = rng.gamma(2.0, size=(4, 6)) * np.array([1e-4, 1e-3, 0.1, 1.0, 5.0, 30.0])
+    ref = sal.ReferenceStats.empty(6, 2)
+    ref.update(torch.from_numpy(R))
+    z = sal.zscore(torch.from_numpy(S), ref).numpy()
+    np.testing.assert_allclose(z, (S - R.mean(0)) / R.std(0, ddof=1), rtol=1e-10)
+
+
+def test_zscore_of_constant_filter_follows_levin_et_al_and_pot_tie_breaking():
     ref = sal.ReferenceStats.empty(3, 3)
     ref.update(torch.tensor([[0.0, 1.0, 2.0], [0.0, 2.0, 4.0], [0.0, 3.0, 9.0]]))
-    z = sal.zscore(torch.tensor([[0.0, 2.0, 5.0], [1.0, 2.0, 5.0]]), ref)
-    assert z[0, 0] == 0 and z[1, 0] == torch.inf
+    z = sal.zscore(torch.tensor([[0.0, 2.0, 5.0], [0.25, 2.0, 5.0]]), ref)
+    # the reference code divides a filter with sigma_j <= 1e-14 by 1: s_hat_j = s_j - mu_j
+    assert z[0, 0] == 0 and z[1, 0] == 0.25
+    assert sal.live_filters(ref).tolist() == [False, True, True]
     p = torch.tensor([[0.0, 0.0, 0.5, 1.0]])
     zz = torch.tensor([[1.0, 3.0, 9.0, 2.0]])
     assert sal.rank_by_pot(p, zz).tolist() == [[1, 0, 2, 3]]
@@ -85,6 +97,36 @@ def test_pot_pvalues_match_lib_evt():
     p2 = pot_batch.tail_probability(S.numpy())
     both = (p1 < 1) & (p2 < 1)
     np.testing.assert_allclose(p1[both], p2[both], rtol=0.3)
+
+
+def test_filter_share_counts_only_live_filters():
+    layer_of = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2])
+    R = torch.rand(20, 8, dtype=torch.float64)
+    R[:, [1, 5, 6]] = 0.0  # dead filters: zero saliency on every reference input
+    ref = sal.ReferenceStats.empty(8, 2)
+    ref.update(R)
+    live = sal.live_filters(ref)
+    assert live.tolist() == [True, False, True, True, True, False, False, True]
+    assert sal.filter_share(layer_of, live).tolist() == pytest.approx([1 / 5, 3 / 5, 1 / 5])
+    assert sal.filter_share(layer_of).tolist() == pytest.approx([2 / 8, 3 / 8, 3 / 8])
+    with pytest.raises(ValueError, match="no filter"):
+        sal.filter_share(layer_of, torch.zeros(8, dtype=torch.bool))
+    mu, sd = sal.layer_gradient_stats(ref, layer_of, live)
+    torch.testing.assert_close(mu, torch.stack([R[:, [0]].mean(), R[:, 2:5].mean(), R[:, [7]].mean()]))
+    torch.testing.assert_close(
+        sd, torch.stack([R[:, [0]].std(0).mean(), R[:, 2:5].std(0).mean(), R[:, [7]].std(0).mean()])
+    )
+    mu_all, _ = sal.layer_gradient_stats(ref, layer_of)
+    torch.testing.assert_close(mu_all[2], R[:, 5:].mean())
+
+
+def test_synthetic_experiment_standardises_through_zscore():
+    cfg = sal.SaliencyConfig(synth_filters=300, synth_ref=400, synth_test=30)
+    out = sal.synthetic_experiment(cfg, heavy=False, seed=1)
+    R, T, _, _ = sal.synthetic_saliencies(300, 400, 30, heavy=False, seed=1)
+    np.testing.assert_allclose(out["z"], (T - R.mean(0)) / R.std(0, ddof=1), rtol=1e-10)
+    # without the division by sigma_j the ranking departs from the exact one (the chapter's ablation arm)
+    assert out["top_z"] > out["top_centred"] + 0.3
 
 
 def test_layer_share_and_detection_rank_by_brute_force():
@@ -175,6 +217,8 @@ def test_errors_are_clear(tiny):
         sal.reference_statistics(model, X, y, quantile=0.0)
     with pytest.raises(ValueError, match="mode"):
         sal.edit_and_evaluate(model, X, y, torch.zeros(6, 7, dtype=torch.long), (1,), mode="retrain")
+    with pytest.raises(ValueError, match="too few"):
+        sal.ReferenceStats.for_quantile(7, 3, quantile=0.1)
     ref = sal.ReferenceStats.empty(7, 3)
     with pytest.raises(ValueError, match="matrix"):
         ref.update(torch.zeros(2, 5))

@@ -12,8 +12,10 @@ from scipy.special import betaln, logsumexp
 
 from lib import spn as S
 
-# The tiny model of the issue: D = 3, N = 4, two children at the (only) sum node: 2^4 = 16 joint states.
-X_TINY = np.array([[1, 1, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=np.uint8)
+# The one-sum model: D = 3, N = 4, two children at the (only) sum node: 2^4 = 16 joint states.
+X_TINY = S.TINY_DATA
+# The internal-sums model: D = 4, N = 2, 128 trees per datum: 16 384 joint states.
+X_INTERNAL = S.INTERNAL_DATA
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,34 @@ def test_downward_step_samples_exact_tree_conditional(small):
     assert 0.5 * np.abs(emp - want).sum() < 0.03
 
 
+def test_numba_bottom_up_counts_and_edge_scans(small):
+    X = np.random.default_rng(0).integers(0, 2, (50, 4)).astype(np.uint8)
+    st = S.init_state(small, X, seed=0)
+    st, stats = S.bottom_up_gibbs(small, X, st, S.Hyper.fixed(small, 0.5), 3, seed=1)
+    fresh = S.counts_from_trees(small, X, st.z)
+    for name in ("n_edge", "n_sum", "ones", "m"):
+        np.testing.assert_array_equal(getattr(st, name), getattr(fresh, name))
+    # per datum: upward 40 sum edges + 2 * 24 product edges + 16 leaf variables; downward, at each of the
+    # tree's 3 sums, the scan up to the chosen child (1..8 at the root, 1..4 below) + 2 child edges;
+    # adding counts: 3 sums + 4 variables
+    lo, hi = 40 + 48 + 16 + 9 + 7, 40 + 48 + 16 + 22 + 7
+    assert 50 * lo <= stats.visits_per_sweep <= 50 * hi
+
+
+def test_numba_bottom_up_one_datum_matches_enumeration(small):
+    """One datum, many sweeps: the chain's law over the datum's tree is p(z | x) as enumeration gives it.
+
+    With leaf priors tied per variable, the leaf factor of one datum is the same for every tree, so this
+    checks the Dirichlet step and the bookkeeping of the compiled sampler (the chains above check the rest).
+    """
+    x = np.array([[1, 0, 1, 1]], dtype=np.uint8)
+    hyper = S.Hyper.fixed(small, 0.7)
+    trees, p = S.exact_posterior(small, x, hyper)
+    zs, _ = S.trace_trees("bottom-up", small, x, hyper, 40_000, seed=3)
+    emp = np.bincount(S.tree_codes(small, trees, zs[100:, 0]), minlength=len(trees)) / len(zs[100:])
+    assert 0.5 * np.abs(emp - p).sum() < 0.03
+
+
 def test_top_down_counts_stay_consistent(small):
     X = np.random.default_rng(0).integers(0, 2, (50, 4)).astype(np.uint8)
     hyper = S.Hyper.fixed(small, 0.5)
@@ -119,45 +149,83 @@ def test_top_down_counts_stay_consistent(small):
 def test_bottom_up_edge_scans_match_hand_count(small):
     X = np.random.default_rng(0).integers(0, 2, (50, 4)).astype(np.uint8)
     st = S.init_state(small, X, seed=0)
-    _, stats = S.bottom_up_gibbs(small, X, st, S.Hyper.fixed(small, 0.5), 2, seed=1)
+    _, stats = S.bottom_up_gibbs(small, X, st, S.Hyper.fixed(small, 0.5), 2, seed=1, impl="torch")
     # upward: 40 sum edges + 2 * 24 product edges + 16 leaf variables; downward: 3 * (8 + 4 + 4) along the
     # tree's three sums; adding counts: 3 sums + 4 variables
     assert stats.visits_per_sweep == 50 * (40 + 48 + 16 + 48 + 3 + 4)
 
 
-def _chain_tv(spn, hyper, trees, p, sweeps, seed, bug=S._BUG_NONE, kind="top-down", burn=100):
-    st = S.init_state(spn, X_TINY, seed=seed)
-    zs = np.empty((sweeps, *st.z.shape), np.int32)
-    for i in range(sweeps):
-        if kind == "top-down":
-            S._run_top_down(spn, X_TINY, st, hyper, 1, seed * 1_000_003 + i, bug)
-        else:
-            st, _ = S.bottom_up_gibbs(spn, X_TINY, st, hyper, 1, seed=seed * 1_000_003 + i, _bug=bug)
-        zs[i] = st.z
+def _chain_tv(spn, hyper, trees, p, X, sweeps, seed, bug=S._BUG_NONE, kind="top-down", burn=100):
+    zs, _ = S.trace_trees(kind, spn, X, hyper, sweeps, seed=seed, bug=bug)
     return S.joint_tv(spn, trees, p, zs[burn:])
 
 
-def test_top_down_matches_exact_posterior(tiny):
-    # measured over seeds 0-4: TV 0.010-0.015 (bugs: always accept 0.64, own counts kept 0.14-0.16)
-    spn, hyper, trees, p = tiny
-    assert _chain_tv(spn, hyper, trees, p, 20_000, seed=0) < 0.06
+@pytest.fixture(scope="module")
+def internal():
+    """The internal-sums model: 9 sum nodes, a tree visits 3 (root over 8 products, two sums over 4 each)."""
+    spn = S.build_rat_spn(*S.EXACT_MODELS["internal sums"][:5], seed=0)
+    hyper = S.Hyper.fixed(spn, alpha=0.2)
+    trees, p = S.exact_posterior(spn, X_INTERNAL, hyper)
+    return spn, hyper, trees, p
 
 
-def test_bottom_up_matches_exact_posterior(tiny):
-    # measured over seeds 0-4 at 4000 sweeps: TV 0.020-0.088; at 6000 sweeps the spread is below 0.06
+def test_internal_model_has_choices_below_the_root(internal):
+    spn, _, trees, p = internal
+    assert spn.n_sums == 9 and len(trees) == 128 and len(p) == 128**2
+    assert ((trees[:, 1:] >= 0).sum(1) == 2).all()  # every tree visits two sums below the root
+    assert (np.diff(spn.sum_ptr)[1:] == 4).all()
+
+
+# Thresholds of the chain tests: fixed seeds, so each test is deterministic. One-sum model, 50 000 sweeps:
+# correct samplers 0.006-0.026 over seeds 0-7; bugs 0.14 and above; a proposal from the prior at every sum
+# node (a mutation of the kernel) 0.07-0.09. Internal-sums model, 20 000 sweeps: correct 0.320-0.330 (the
+# i.i.d. floor is 0.31 over 16 384 states); bugs 0.365 and above; counts ignored below the root 0.52-0.53.
+
+
+@pytest.mark.parametrize("kind", ["top-down", "bottom-up"])
+def test_samplers_match_exact_posterior_one_sum(tiny, kind):
     spn, hyper, trees, p = tiny
-    assert _chain_tv(spn, hyper, trees, p, 6_000, seed=1, kind="bottom-up") < 0.06
+    assert _chain_tv(spn, hyper, trees, p, X_TINY, 50_000, seed=0, kind=kind) < 0.04
+
+
+@pytest.mark.parametrize("kind", ["top-down", "bottom-up"])
+def test_samplers_match_exact_posterior_internal_sums(internal, kind):
+    spn, hyper, trees, p = internal
+    assert _chain_tv(spn, hyper, trees, p, X_INTERNAL, 20_000, seed=0, kind=kind) < 0.345
 
 
 @pytest.mark.parametrize("bug", [S._BUG_ALWAYS_ACCEPT, S._BUG_KEEP_OWN_COUNTS])
-def test_injected_top_down_bugs_are_caught(tiny, bug):
+def test_injected_top_down_bugs_are_caught(tiny, internal, bug):
+    for (spn, hyper, trees, p), X, sweeps, cut in ((tiny, X_TINY, 50_000, 0.1), (internal, X_INTERNAL, 20_000, 0.355)):
+        assert _chain_tv(spn, hyper, trees, p, X, sweeps, seed=0, bug=bug) > cut
+
+
+def test_proposal_counts_below_the_root_matter(tiny, internal):
+    """Ignoring the counts below the root is invisible on the one-sum model and caught with internal sums."""
     spn, hyper, trees, p = tiny
-    assert _chain_tv(spn, hyper, trees, p, 20_000, seed=0, bug=bug) > 0.1
+    assert _chain_tv(spn, hyper, trees, p, X_TINY, 50_000, seed=0, bug=S._BUG_PRIOR_BELOW_ROOT) < 0.04
+    spn, hyper, trees, p = internal
+    assert _chain_tv(spn, hyper, trees, p, X_INTERNAL, 20_000, seed=0, bug=S._BUG_PRIOR_BELOW_ROOT) > 0.45
 
 
 def test_injected_bottom_up_bug_is_caught(tiny):
     spn, hyper, trees, p = tiny
-    assert _chain_tv(spn, hyper, trees, p, 2_000, seed=0, kind="bottom-up", bug=S._BUG_ALWAYS_ACCEPT) > 0.1
+    assert _chain_tv(spn, hyper, trees, p, X_TINY, 20_000, seed=0, kind="bottom-up", bug=S._BUG_ALWAYS_ACCEPT) > 0.3
+
+
+def test_torch_conjugate_step_has_the_posterior_means(small):
+    """The torch bottom-up's W, theta | Z step: means (alpha + n_sc)/(alpha_s + n_s) and (a + k)/(m + a + b).
+
+    With its downward step (tested against enumeration above), this makes the torch sampler exact.
+    """
+    X = np.random.default_rng(1).integers(0, 2, (30, 4)).astype(np.uint8)
+    hyper = S.Hyper.fixed(small, 0.8, 0.5, 1.5)
+    st = S.init_state(small, X, seed=2)
+    gen = torch.Generator().manual_seed(0)
+    draws = [S.sample_params(small, st, hyper, gen) for _ in range(4000)]
+    mean = S.posterior_mean_params(small, st, hyper)
+    np.testing.assert_allclose(np.mean([d.weights for d in draws], 0), mean.weights, atol=0.02)
+    np.testing.assert_allclose(np.mean([d.theta for d in draws], 0), mean.theta, atol=0.02)
 
 
 def test_exact_posterior_matches_direct_formula(tiny):
@@ -223,3 +291,22 @@ def test_bad_input_raises(small):
         S.top_down_gibbs(small, np.zeros((4, 4), np.uint8), st, S.Hyper.fixed(small))
     with pytest.raises(ValueError):
         S.run_sampler("sideways", small, np.zeros((3, 4), np.uint8), S.Hyper.fixed(small), state=st, sweeps=1)
+    with pytest.raises(ValueError):
+        S.bottom_up_gibbs(small, np.zeros((3, 4), np.uint8), st, S.Hyper.fixed(small), impl="jax")
+    with pytest.raises(ValueError):
+        S.trace_trees("sideways", small, np.zeros((3, 4), np.uint8), S.Hyper.fixed(small), 2)
+
+
+def test_run_sampler_reads_horizons_and_sweep_marks(small):
+    X = np.random.default_rng(4).integers(0, 2, (40, 4)).astype(np.uint8)
+    hyper = S.Hyper.fixed(small, 1.0)
+    st = S.init_state(small, X, seed=0)
+    run = S.run_sampler("top-down", small, X, hyper, state=st, sweeps=12, sweep_marks=(3, 7), n_keep=2, seed=1)
+    assert sorted(run["at_sweeps"]) == [3, 7] and all(len(v) == 2 for v in run["at_sweeps"].values())
+    assert run["states"][0].z.shape == (0, small.n_sums)  # counts only
+    # each kept state's counts are those of some tree assignment: n_s of the root is N
+    assert all(k.n_sum[0] == len(X) for k in run["states"])
+    h = (1e-9, 1e9)
+    run = S.run_sampler("bottom-up", small, X, hyper, state=st, sweeps=4, horizons=h, seed=1)
+    assert run["sweeps_at"] == {1e-9: 0, 1e9: 4} and run["at_seconds"][1e-9] == []
+    assert np.all(np.diff(run["seconds"]) >= 0) and len(run["log_joint"]) == 5

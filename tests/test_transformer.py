@@ -64,6 +64,19 @@ def test_non_causal_flag_does_see_the_future():
     assert not torch.allclose(model(idx)[:, 0], model(changed)[:, 0])
 
 
+def test_rope_rotate_equals_complex_multiplication():
+    # independent reference: the pair (x_2i, x_2i+1) as the complex number x_2i + i x_2i+1, times e^{i t theta_i}
+    torch.manual_seed(2)
+    x = torch.randn(3, 7, 10, dtype=torch.float64)
+    positions = torch.arange(7) * 3 + 1
+    theta = 10000.0 ** (-torch.arange(0, 10, 2, dtype=torch.float64) / 10)
+    zc = torch.complex(x[..., 0::2], x[..., 1::2]) * torch.polar(
+        torch.ones(7, 5, dtype=torch.float64), positions[:, None] * theta[None, :]
+    )
+    expected = torch.stack([zc.real, zc.imag], dim=-1).flatten(-2)
+    assert torch.allclose(rope_rotate(x, positions), expected, atol=1e-12)
+
+
 def test_rope_scores_depend_only_on_relative_position():
     torch.manual_seed(1)
     q, k = torch.randn(16, dtype=torch.float64), torch.randn(16, dtype=torch.float64)
@@ -71,12 +84,27 @@ def test_rope_scores_depend_only_on_relative_position():
     Rq = rope_rotate(q.expand(40, 16), positions)
     Rk = rope_rotate(k.expand(40, 16), positions)
     S = Rq @ Rk.T  # S[t, s] = <rope(q, t), rope(k, s)>
+    by_offset = []
     for offset in range(-5, 6):
         diag = torch.diagonal(S, offset=offset)
-        assert torch.allclose(diag, diag[0].expand_as(diag), atol=1e-12)
+        assert torch.allclose(diag, diag[0].expand_as(diag), atol=1e-12)  # a function of t - s only ...
+        by_offset.append(float(diag[0]))
+    assert max(by_offset) - min(by_offset) > 0.5  # ... that is not constant: the rotation is really there
     # a rotation preserves norms, and position 0 is the identity
     assert torch.allclose(Rq.norm(dim=-1), q.norm().expand(40))
     assert torch.allclose(Rq[0], q)
+
+
+def test_rope_attention_is_position_dependent_on_a_constant_sequence():
+    # one repeated token: without positions every attention row is uniform; RoPE makes it depend on t - s
+    idx = torch.full((1, 12), 4)
+    _, maps = tiny(pos_enc="rope", n_layers=1, d_ff=0, norm="none", init_std=1.0)(idx, return_attn=True)
+    A = maps[0][0, 0]
+    ratios = torch.stack([A[t, t - 4 : t + 1] / A[t, t] for t in range(4, 12)])  # A[t, t-k] / A[t, t]
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios), rtol=1e-8)
+    assert ratios[0].max() / ratios[0].min() > 1.2
+    _, maps = tiny(pos_enc="none", n_layers=1, d_ff=0, norm="none", init_std=1.0)(idx, return_attn=True)
+    assert torch.allclose(maps[0][0, 0, 7, :8], torch.full((8,), 1 / 8, dtype=torch.float64))
 
 
 def test_rope_model_is_shift_equivariant_on_a_periodic_input():

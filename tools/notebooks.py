@@ -221,15 +221,19 @@ class Converter:
     def render(self, text: str) -> Converted:
         """Return the plain Markdown of one MyST cell."""
         lines, out, chunks, answers = text.splitlines(), [], [], []
+        plain: list[str] = []  # consecutive prose lines: roles and links may span them
+
+        def flush() -> None:
+            if plain:
+                out.append(self.inline("\n".join(plain)))
+                plain.clear()
+
         i, skipping = 0, False
         while i < len(lines):
             line = lines[i]
-            if SPOILER_OPEN.match(line.strip()):
-                skipping = self.student
-                i += 1
-                continue
-            if SPOILER_CLOSE.match(line.strip()):
-                skipping = False
+            if SPOILER_OPEN.match(line.strip()) or SPOILER_CLOSE.match(line.strip()):
+                flush()
+                skipping = self.student and bool(SPOILER_OPEN.match(line.strip()))
                 i += 1
                 continue
             if skipping:
@@ -237,10 +241,12 @@ class Converter:
                 continue
             target = TARGET.match(line)
             if target:
+                flush()
                 out.append(f'<a id="{target.group(1)}"></a>')
                 i += 1
                 continue
             if OPEN.match(line):
+                flush()
                 name, arg, options, body, i = _directive_block(lines, i)
                 block, answer = self.directive(name, arg, options, "\n".join(body))
                 if block is not None:
@@ -252,6 +258,7 @@ class Converter:
                 continue
             fence = PLAIN_FENCE.match(line)
             if fence:  # a plain code block: copied as it is
+                flush()
                 out.append(line)
                 i += 1
                 while i < len(lines) and not lines[i].strip().startswith(fence.group(2)):
@@ -261,8 +268,9 @@ class Converter:
                     out.append(lines[i])
                 i += 1
                 continue
-            out.append(self.inline(EQ_LABEL.sub(r"\1", line)))
+            plain.append(EQ_LABEL.sub(r"\1", line))
             i += 1
+        flush()
         chunks.append("\n".join(out).strip("\n"))
         return Converted(chunks, answers)
 

@@ -63,7 +63,8 @@ def sync(source: Path) -> None:
     notebooks.write_notebook(notebooks.convert(source.stem, source=source), source.with_suffix(".ipynb"))
 
 
-CODE_CELL = re.compile(r"(```\{code-cell\}[^\n]*\n(?::[^\n]*\n)*\n?)(.*?)(\n```)", re.DOTALL)
+# A code cell: its fence line, then its options (`:key: value` lines or a `---` YAML block), then its code.
+CODE_CELL = re.compile(r"(```\{code-cell\}[^\n]*\n(?:(?::[^\n]*\n)+|---\n.*?\n---\n)?\n?)(.*?)(\n```)", re.DOTALL)
 CELL_COLUMNS = 88  # code cells are read in a notebook column, narrower than lib's 120
 
 

@@ -272,9 +272,19 @@ def render_robustness(record: dict, titles: dict[str, str], figures: Path | None
                 f"| {_cell(r['claim'])} | {r['passed']}/{r['checked']} | {value_text(r['min'])} | "
                 f"{value_text(r['max'])} | {r['comparison']} {_cell(r['threshold'])} |"
             )
+    from tools import seeds
+
     missing = [s for s in book.chapter_slugs() if s not in record["runs"]]
-    if missing:
-        out += ["", f"Not yet studied: {', '.join(missing)} (run `make seeds C=<slug>`)."]
+    if missing or seeds.STUDY_PENDING:
+        out += ["", "## Studies still to run", ""]
+        for slug in book.chapter_slugs():
+            if slug in missing or slug in seeds.STUDY_PENDING:
+                n = len(record["runs"].get(slug, {}))
+                why = seeds.STUDY_PENDING.get(slug, "not studied yet")
+                out.append(
+                    f"- {titles.get(slug, slug)}: {n} of {seeds.STUDY_MIN_SEEDS} seeds recorded ({why}); its "
+                    f"thresholds are not yet backed by a full study. Run `make seeds C={slug}`."
+                )
     return "\n".join(out) + "\n"
 
 

@@ -35,6 +35,15 @@ from tools import book
 
 REPORTS = book.ROOT / "reports"
 STUDY_MIN_SEEDS = 8  # a quick-profile threshold is read off at least this many seeds (lib/checks.py)
+# Chapters whose quick study has fewer than STUDY_MIN_SEEDS seeds recorded yet, with the reason. The book's page
+# "How robust is each claim" lists them, and the staleness test fails once an entry is no longer true.
+STUDY_PENDING: dict[str, str] = {
+    "induction-heads": "revised in this release; its study was still running when it was published",
+    "dyck-no-pe": "revised in this release; its study was still running when it was published",
+    "lp-ft-ntk": "its revision against the paper is still in progress",
+    "e2e-information-bottleneck": "new in this release; its study was still running when it was published",
+    "parameter-saliency-evt": "revised in this release; its study was still running when it was published",
+}
 
 
 def record_path(profile: str) -> Path:

@@ -1,0 +1,586 @@
+"""End-to-end and layer-wise training of one network, with information planes of every layer.
+
+Explained in chapter "e2e-information-bottleneck" (Sakamoto & Sato, TMLR 2024). One network
+description (`NetSpec`) builds a `LayeredNet`: blocks T_l = f_l(T_{l-1}) (T_0 = X), each with a local
+linear head g_l. The same network is trained in one of four modes:
+
+- `"e2e"`: the cross-entropy of the last head only, back-propagated through every block;
+- `"layerwise"`: the sum of every block's local cross-entropy, each block's *input detached*, so block l
+  is trained only by its own head (all blocks in one pass: the simultaneous variant);
+- `"sequential"`: layer-wise, one block after the other, each for an equal share of the steps;
+- `"deep_sup"`: the sum of the local losses *without* detaching (deep supervision: the ablation arm that
+  keeps the local heads but lets every loss reach every earlier block).
+
+During training the representations of a fixed probe set are captured at chosen steps and turned into
+the information plane (nHSIC(X; T_l), nHSIC(Y; T_l)) of every layer with `lib.hsic`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib import hsic
+from lib.cnn import accuracy
+from lib.config import Config
+from lib.progress import trange
+from lib.runtime import one_thread
+
+MODES = ("e2e", "layerwise", "sequential", "deep_sup")
+LABELS = {
+    "e2e": "E2E",
+    "layerwise": "layer-wise",
+    "sequential": "sequential layer-wise",
+    "deep_sup": "deep supervision",
+}
+"""Display names of the training modes."""
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A network description: `kind` "mlp" (Linear+ReLU blocks) or "cnn1d" (Conv1d+ReLU blocks on 1-channel signals).
+
+    `in_dim` is the number of input features (mlp) or the signal length (cnn1d); `widths` the units or
+    channels of blocks 1..L; `pool_after` (cnn1d) the blocks followed by 2x average pooling; `head` (cnn1d)
+    "flatten" (a linear map of the whole feature map, as in the official code) or "gap" (global average
+    pooling, then linear: a weaker local head).
+    """
+
+    kind: str
+    in_dim: int
+    widths: tuple[int, ...]
+    num_classes: int = 10
+    pool_after: tuple[int, ...] = ()
+    kernel_size: int = 5
+    head: str = "flatten"
+
+    def __post_init__(self) -> None:
+        if self.head not in ("flatten", "gap"):
+            raise ValueError(f"unknown head {self.head!r}; use 'flatten' or 'gap'")
+        if self.kind not in ("mlp", "cnn1d"):
+            raise ValueError(f"unknown network kind {self.kind!r}; use 'mlp' or 'cnn1d'")
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"widths must be positive, got {self.widths}")
+        if self.kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd (same padding), got {self.kernel_size}")
+
+
+class LayeredNet(nn.Module):
+    """Blocks f_1..f_L with local linear heads g_1..g_L; `forward` returns g_L(T_L), the network's logits."""
+
+    def __init__(self, blocks: Sequence[nn.Module], heads: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if len(blocks) != len(heads) or not blocks:
+            raise ValueError("a LayeredNet needs as many heads as blocks (at least one)")
+        self.blocks = nn.ModuleList(blocks)
+        self.heads = nn.ModuleList(heads)
+
+    @property
+    def depth(self) -> int:
+        """Number of blocks L."""
+        return len(self.blocks)
+
+    def representations(self, x: torch.Tensor, *, detach_inputs: bool = False) -> list[torch.Tensor]:
+        """Return [T_1, ..., T_L]; with `detach_inputs`, block l sees T_{l-1} cut from the graph (layer-wise)."""
+        reps = []
+        for block in self.blocks:
+            x = block(x.detach() if detach_inputs else x)
+            reps.append(x)
+        return reps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits g_L(T_L)."""
+        return self.heads[-1](self.representations(x)[-1])
+
+
+def build_net(spec: NetSpec) -> LayeredNet:
+    """Return the `LayeredNet` that `spec` describes (fresh random weights from torch's current seed)."""
+    blocks, heads = [], []
+    if spec.kind == "mlp":
+        prev = spec.in_dim
+        for w in spec.widths:
+            blocks.append(nn.Sequential(nn.Linear(prev, w), nn.ReLU()))
+            heads.append(nn.Linear(w, spec.num_classes))
+            prev = w
+    else:
+        prev, length = 1, spec.in_dim
+        for i, w in enumerate(spec.widths, start=1):
+            layers: list[nn.Module] = [nn.Conv1d(prev, w, spec.kernel_size, padding=spec.kernel_size // 2), nn.ReLU()]
+            if i in spec.pool_after:
+                layers.append(nn.AvgPool1d(2))
+                length //= 2
+            blocks.append(nn.Sequential(*layers))
+            if spec.head == "flatten":
+                heads.append(nn.Sequential(nn.Flatten(), nn.Linear(w * length, spec.num_classes)))
+            else:
+                heads.append(nn.Sequential(nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(w, spec.num_classes)))
+            prev = w
+    return LayeredNet(blocks, heads)
+
+
+def local_losses(net: LayeredNet, x: torch.Tensor, y: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    """Return the losses that `mode` trains on for one batch (one per block, or the last head's alone)."""
+    if mode == "e2e":
+        return [F.cross_entropy(net(x), y)]
+    if mode not in MODES:
+        raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
+    reps = net.representations(x, detach_inputs=mode in ("layerwise", "sequential"))
+    return [F.cross_entropy(head(t), y) for head, t in zip(net.heads, reps)]
+
+
+@dataclass
+class TrainRecord:
+    """What `train` measured: capture steps, nHSIC of every layer with X and Y, accuracy, local losses."""
+
+    mode: str
+    steps: list[int] = field(default_factory=list)
+    nx: list[list[float]] = field(default_factory=list)  # [capture][layer] nHSIC(X; T_l)
+    ny: list[list[float]] = field(default_factory=list)  # [capture][layer] nHSIC(Y; T_l)
+    px: list[list[float]] = field(default_factory=list)  # [capture][layer] the paper's nHSIC(X; T_l), if asked
+    py: list[list[float]] = field(default_factory=list)  # [capture][layer] the paper's nHSIC(Y; T_l), if asked
+    test_acc: list[float] = field(default_factory=list)  # accuracy of the last head on the test set
+    losses: list[float] = field(default_factory=list)  # training loss (sum over local losses) per epoch
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return `(steps, nx, ny)` as arrays of shapes (T,), (T, L), (T, L)."""
+        return np.array(self.steps), np.array(self.nx), np.array(self.ny)
+
+
+def capture_steps(total: int, n: int) -> list[int]:
+    """Return about `n` capture steps in [0, total], geometrically spaced (dense early, where planes move fast)."""
+    if total < 1 or n < 2:
+        raise ValueError(f"need total >= 1 and n >= 2, got total={total}, n={n}")
+    steps = np.unique(np.round(np.geomspace(1, total, n - 1)).astype(int))
+    return [0, *steps.tolist()]
+
+
+@torch.no_grad()
+def probe_representations(net: LayeredNet, x_probe: torch.Tensor) -> list[torch.Tensor]:
+    """Return [T_1, ..., T_L] of the probe inputs as float64 matrices (m, d_l), computed in eval mode."""
+    was_training = net.training
+    net.eval()
+    reps = [t.reshape(t.shape[0], -1).double() for t in net.representations(x_probe)]
+    net.train(was_training)
+    return reps
+
+
+def information_plane_point(
+    net: LayeredNet, Kx: torch.Tensor, Ky: torch.Tensor, x_probe: torch.Tensor, rule: str | float = "median"
+) -> tuple[list[float], list[float]]:
+    """Return ([nHSIC(X; T_l)]_l, [nHSIC(Y; T_l)]_l) of every layer on the probe set, in one batched call each."""
+    Kt = hsic.layer_grams(probe_representations(net, x_probe), rule)  # (L, m, m)
+    return hsic.nhsic(Kt, Kx).tolist(), hsic.nhsic(Kt, Ky).tolist()
+
+
+def paper_plane_point(
+    net: LayeredNet, Rx: torch.Tensor, Ry: torch.Tensor, x_probe: torch.Tensor
+) -> tuple[list[float], list[float]]:
+    """Return the official code's nHSIC(X; T_l) and nHSIC(Y; T_l) of every layer.
+
+    `Rx`, `Ry` are `hsic.paper_projection`s of the inputs' and the labels' `hsic.paper_gram`s.
+    """
+    Rt = hsic.paper_projection(torch.stack([hsic.paper_gram(t) for t in probe_representations(net, x_probe)]))
+    return hsic.trace_product(Rt, Rx).tolist(), hsic.trace_product(Rt, Ry).tolist()
+
+
+@one_thread
+def train(
+    net: LayeredNet,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    mode: str,
+    epochs: int,
+    lr: float = 1e-3,
+    batch: int = 64,
+    seed: int = 0,
+    probe: tuple[torch.Tensor, torch.Tensor] | None = None,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    n_captures: int = 0,
+    rule: str | float = "median",
+    paper_estimator: bool = False,
+    desc: str = "",
+) -> TrainRecord:
+    """Train `net` in place in `mode` (see `MODES`) with Adam; return a `TrainRecord`.
+
+    Every mode sees the same minibatches (`seed`). With `n_captures` >= 2, at `capture_steps(total steps,
+    n_captures)`: with `probe=(x, y)` the information plane of every layer is recorded; with `test=(x, y)`
+    the last head's test accuracy; with `paper_estimator`, the official code's
+    nHSIC too (`px`, `py`). Tensors move to the device of `net`.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
+    if epochs < 1 or batch < 1:
+        raise ValueError(f"epochs and batch must be positive, got epochs={epochs}, batch={batch}")
+    device = next(net.parameters()).device
+    X, y = X.to(device), y.to(device)
+    n = X.shape[0]
+    per_epoch = -(-n // batch)
+    total = epochs * per_epoch
+    record = TrainRecord(mode=mode)
+    wanted = n_captures >= 2 and (probe is not None or test is not None)
+    captures = set(capture_steps(total, n_captures)) if wanted else set()
+    if probe is not None:
+        xp = probe[0].to(device)
+        Kx = hsic.gaussian_gram(xp.reshape(xp.shape[0], -1).double(), rule)
+        Ky = hsic.label_gram(probe[1].to(device), num_classes=None)
+        if paper_estimator:
+            Rx = hsic.paper_projection(hsic.paper_gram(xp.double()))
+            Ry = hsic.paper_projection(hsic.paper_gram(F.one_hot(probe[1].to(device).long()).double()))
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+
+    def capture(step: int) -> None:
+        if step not in captures:
+            return
+        record.steps.append(step)
+        if probe is not None:
+            nx, ny = information_plane_point(net, Kx, Ky, xp, rule)
+            record.nx.append(nx)
+            record.ny.append(ny)
+            if paper_estimator:
+                px, py = paper_plane_point(net, Rx, Ry, xp)
+                record.px.append(px)
+                record.py.append(py)
+        if test is not None:
+            record.test_acc.append(accuracy(net, *test))
+            net.train()
+
+    step = 0
+    net.train()
+    capture(0)
+    for epoch in trange(epochs, desc=desc or mode):
+        # sequential: block l (and its head) alone during the l-th equal share of the epochs
+        active = min(epoch * net.depth // epochs, net.depth - 1) if mode == "sequential" else None
+        perm = torch.randperm(n, generator=gen).to(device)
+        total_loss = 0.0
+        for start in range(0, n, batch):
+            idx = perm[start : start + batch]
+            losses = local_losses(net, X[idx], y[idx], mode)
+            loss = losses[active] if active is not None else sum(losses)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total_loss += float(loss.detach()) * idx.numel()
+            step += 1
+            capture(step)
+        record.losses.append(total_loss / n)
+    net.eval()
+    return record
+
+
+def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> tuple[torch.Tensor, ...]:
+    """Return `(X_train, y_train, X_test, y_test)` of MNIST-1D (Greydanus & Kobak), generated locally.
+
+    Uses the `mnist1d` package's generator with its default settings (40-sample signals, 80/20 split);
+    `seed=42`, `num_samples=5000` is the standard dataset. X has shape (N, 1, 40), float32. The package
+    reseeds NumPy's global generator; its state (and Python's) is restored afterwards.
+    """
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    try:
+        args = get_dataset_args()
+        args.num_samples, args.seed = num_samples, seed
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)  # noqa: NPY002
+        random.setstate(py_state)
+
+    def as_x(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(a, dtype=torch.float32).unsqueeze(1)
+
+    def as_y(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(a, dtype=torch.int64)
+
+    return as_x(data["x"]), as_y(data["y"]), as_x(data["x_test"]), as_y(data["y_test"])
+
+
+def local_accuracies(net: LayeredNet, X: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Return the test accuracy of every local head g_l(T_l) (the last one is the network's accuracy)."""
+    device = next(net.parameters()).device
+    net.eval()
+    with torch.no_grad():
+        reps = net.representations(X.to(device))
+        return [float((head(t).argmax(-1).cpu() == y).float().mean()) for head, t in zip(net.heads, reps)]
+
+
+def plot_layer_trajectories(ax, record: TrainRecord, which: str = "x", cmap: str = "viridis") -> None:
+    """Draw nHSIC(X; T_l) (`which="x"`) or nHSIC(Y; T_l) (`"y"`) of every layer against the training step (log)."""
+    import matplotlib as mpl
+
+    steps, nx, ny = record.arrays()
+    values = nx if which == "x" else ny
+    colors = mpl.colormaps[cmap](np.linspace(0.0, 0.9, values.shape[1]))
+    for layer in range(values.shape[1]):
+        ax.plot(steps + 1, values[:, layer], color=colors[layer], lw=1.5, label=f"layer {layer + 1}")
+    ax.set_xscale("log")
+    ax.set_xlabel("training step + 1")
+    ax.set_ylabel("nHSIC(X; T)" if which == "x" else "nHSIC(Y; T)")
+
+
+def plot_information_plane(
+    ax, record: TrainRecord, title: str = "", cmap: str = "viridis", legend: bool = True
+) -> None:
+    """Draw every layer's trajectory (nHSIC(X; T_l), nHSIC(Y; T_l)) on `ax`: circle at the start, square at the end."""
+    import matplotlib as mpl
+    from matplotlib.lines import Line2D
+
+    _, nx, ny = record.arrays()
+    L = nx.shape[1]
+    colors = mpl.colormaps[cmap](np.linspace(0.0, 0.9, L))
+    for layer in range(L):
+        ax.plot(nx[:, layer], ny[:, layer], "-", color=colors[layer], lw=1.5, label=f"layer {layer + 1}")
+        ax.plot(nx[0, layer], ny[0, layer], "o", color=colors[layer], ms=5)
+        ax.plot(nx[-1, layer], ny[-1, layer], "s", color=colors[layer], ms=6, mec="black")
+    ax.set_xlabel("nHSIC(X; T)")
+    ax.set_ylabel("nHSIC(Y; T)")
+    if title:
+        ax.set_title(title)
+    if not legend:
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], ls="", marker="o", color="grey", label="start"),
+        Line2D([], [], ls="", marker="s", color="grey", mec="black", label="end"),
+    ]
+    ax.legend(handles=handles, fontsize=8, ncol=2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The chapter's experiments (explained in chapter "e2e-information-bottleneck")
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EstimatorConfig(Config):
+    """Experiment 1: estimators on independent and dependent Gaussian data."""
+
+    m: int = 250  # examples per sample
+    dx: int = 64  # dimension of X
+    dz: int = 32  # dimension of Z
+    repeats: int = 20  # independent samples averaged
+    noise: float = 1.0  # dependent pair: Z = tanh(X W) + noise * N(0, I)
+    n_perm: int = 200  # permutations of the null distribution
+    scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)  # kernel width / median heuristic
+    feature_scales: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)  # Z multiplied by s (paper's estimator)
+
+    PRESETS = {"quick": {}, "full": {"repeats": 100, "n_perm": 1000}}
+
+
+def _pair(cfg: EstimatorConfig, gen: torch.Generator, dependent: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return one sample (X, Z) of m examples: independent Gaussians, or Z = tanh(X W) + noise."""
+    X = torch.randn(cfg.m, cfg.dx, generator=gen, dtype=torch.float64)
+    E = torch.randn(cfg.m, cfg.dz, generator=gen, dtype=torch.float64)
+    if not dependent:
+        return X, E
+    W = torch.randn(cfg.dx, cfg.dz, generator=gen, dtype=torch.float64) / cfg.dx**0.5
+    return X, torch.tanh(X @ W) * 2 + cfg.noise * E
+
+
+@one_thread
+def estimator_study(cfg: EstimatorConfig, seed: int = 0) -> dict:
+    """Return the estimators' values on independent and dependent pairs, their nulls and bandwidth sweeps.
+
+    Keys: `values[pair][estimator]` (arrays over repeats), `null[estimator]` (permutation values of the first
+    dependent pair), `observed[estimator]`, `bias_ratio` (mean biased HSIC over a_K a_L / (m - 1) on the
+    independent pairs), `sweep_biased`, `sweep_unbiased` (CKA at kernel widths `scales`), `paper_scale`
+    (the paper's nHSIC of independent pairs with Z scaled by `feature_scales`).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    names = ("biased CKA (σ²=d)", "biased CKA (median)", "nHSIC (ours)", "paper nHSIC")
+    values = {p: {k: [] for k in names} for p in ("independent", "dependent")}
+    hsic_b, predicted = [], []
+    sweep_b = {c: [] for c in cfg.scales}
+    sweep_u = {c: [] for c in cfg.scales}
+    paper_scale = {s: [] for s in cfg.feature_scales}
+    first = {}
+    for _ in range(cfg.repeats):
+        for pair in ("independent", "dependent"):
+            X, Z = _pair(cfg, gen, pair == "dependent")
+            Kd, Ld = hsic.gaussian_gram(X, "dim"), hsic.gaussian_gram(Z, "dim")
+            K, L = hsic.gaussian_gram(X), hsic.gaussian_gram(Z)
+            Kp, Lp = hsic.paper_gram(X), hsic.paper_gram(Z)
+            v = values[pair]
+            v[names[0]].append(float(hsic.cka(Kd, Ld, unbiased=False)))
+            v[names[1]].append(float(hsic.cka(K, L, unbiased=False)))
+            v[names[2]].append(float(hsic.nhsic(K, L)))
+            v[names[3]].append(float(hsic.nhsic_paper(Kp, Lp)))
+            if pair == "dependent" and not first:
+                first = {"dim": (Kd, Ld), "ours": (K, L), "paper": (Kp, Lp)}
+            if pair == "independent":
+                # E[HSIC_b] = a_K a_L / (m - 1), a = E k(x, x) - E k(x, x') (x != x'), under independence
+                off = 1 - torch.eye(cfg.m, dtype=K.dtype)
+                a_k = float(K.diagonal().mean() - (K * off).sum() / (cfg.m * (cfg.m - 1)))
+                a_l = float(L.diagonal().mean() - (L * off).sum() / (cfg.m * (cfg.m - 1)))
+                hsic_b.append(float(hsic.hsic_biased(K, L)))
+                predicted.append(a_k * a_l / (cfg.m - 1))
+                for c in cfg.scales:
+                    Kc, Lc = hsic.gaussian_gram(X, scale=c), hsic.gaussian_gram(Z, scale=c)
+                    sweep_b[c].append(float(hsic.cka(Kc, Lc, unbiased=False)))
+                    sweep_u[c].append(float(hsic.nhsic(Kc, Lc)))
+                for s in cfg.feature_scales:
+                    paper_scale[s].append(float(hsic.nhsic_paper(Kp, hsic.paper_gram(s * Z))))
+    null = {
+        names[0]: hsic.permutation_null(*first["dim"], hsic.cka_biased, cfg.n_perm, seed=seed),
+        names[2]: hsic.permutation_null(*first["ours"], hsic.nhsic, cfg.n_perm, seed=seed),
+        names[3]: hsic.permutation_null(*first["paper"], hsic.nhsic_paper, cfg.n_perm, seed=seed),
+    }
+    observed = {k: values["dependent"][k][0] for k in null}
+    return {
+        "names": names,
+        "values": {p: {k: np.array(v) for k, v in d.items()} for p, d in values.items()},
+        "null": {k: v.numpy() for k, v in null.items()},
+        "observed": observed,
+        "bias_ratio": float(np.mean(hsic_b) / np.mean(predicted)),
+        "sweep_biased": {c: float(np.mean(v)) for c, v in sweep_b.items()},
+        "sweep_unbiased": {c: float(np.mean(v)) for c, v in sweep_u.items()},
+        "paper_scale": {s: float(np.mean(v)) for s, v in paper_scale.items()},
+    }
+
+
+@dataclass(frozen=True)
+class PlaneConfig(Config):
+    """Experiments 2-3: information planes of an MLP on scikit-learn's digits, one run per training mode."""
+
+    depth: int = 6  # hidden blocks L
+    width: int = 64  # units per block
+    epochs: int = 60  # passes over the training split
+    lr: float = 1e-3  # Adam learning rate
+    batch: int = 64  # minibatch
+    probe: int = 300  # m: held-out examples on which nHSIC is measured
+    captures: int = 20  # information-plane points per run (geometrically spaced steps)
+    test_fraction: float = 0.4  # digits held out (probe first, the rest for accuracy)
+    modes: tuple[str, ...] = ("e2e", "layerwise", "deep_sup")  # arms
+    paper_estimator: bool = True  # also record the official code's nHSIC
+
+    PRESETS = {
+        "quick": {},
+        "full": {"depth": 8, "width": 128, "epochs": 300, "captures": 40, "modes": MODES},
+    }
+
+
+def run_planes(cfg: PlaneConfig, seed: int = 0, device: torch.device | str = "cpu") -> dict:
+    """Train one digits MLP per mode from the same initialisation; return {mode: {"record", "acc", "local_acc"}}."""
+    from lib.cnn import digits_split
+
+    Xtr, ytr, Xho, yho = digits_split(cfg.test_fraction, seed=seed)
+    Xtr, Xho = Xtr.flatten(1), Xho.flatten(1)
+    probe = (Xho[: cfg.probe], yho[: cfg.probe])
+    test = (Xho[cfg.probe :], yho[cfg.probe :])
+    spec = NetSpec("mlp", Xtr.shape[1], (cfg.width,) * cfg.depth, num_classes=10)
+    out = {}
+    for mode in cfg.modes:
+        torch.manual_seed(seed)  # the same initial network for every mode
+        net = build_net(spec).to(device)
+        record = train(
+            net,
+            Xtr,
+            ytr,
+            mode=mode,
+            epochs=cfg.epochs,
+            lr=cfg.lr,
+            batch=cfg.batch,
+            seed=seed,
+            probe=probe,
+            test=test,
+            n_captures=cfg.captures,
+            paper_estimator=cfg.paper_estimator,
+            desc=f"digits MLP, {mode}",
+        )
+        out[mode] = {"record": record, "acc": record.test_acc[-1], "local_acc": local_accuracies(net, *test)}
+    return out
+
+
+def plane_summary(record: TrainRecord) -> dict[str, float]:
+    """Return scalar summaries of one run's information planes (chapter's nHSIC, end of training).
+
+    `last_x`, `last_y`: nHSIC(X; T_L), nHSIC(Y; T_L); `spread`: max - min over layers of nHSIC(X; T_l);
+    `inner_x`: mean of nHSIC(X; T_l) over the inner layers 2..L-1; `compression`: the fall of nHSIC(X; T_L)
+    from its peak to the end; `y_drop`: the fall of nHSIC(Y; T_L) from its peak to the end.
+    """
+    _, nx, ny = record.arrays()
+    return {
+        "last_x": float(nx[-1, -1]),
+        "last_y": float(ny[-1, -1]),
+        "spread": float(nx[-1].max() - nx[-1].min()),
+        "inner_x": float(nx[-1, 1:-1].mean()),
+        "compression": float(nx[:, -1].max() - nx[-1, -1]),
+        "y_drop": float(ny[:, -1].max() - ny[-1, -1]),
+    }
+
+
+@dataclass(frozen=True)
+class GapConfig(Config):
+    """Experiments 4-5: E2E vs layer-wise training of a 1-D CNN on MNIST-1D, generated locally."""
+
+    num_samples: int = 5000  # MNIST-1D examples (80% train, 20% test); 5000 is the standard set
+    widths: tuple[int, ...] = (32,) * 8  # channels of the conv blocks
+    pool_after: tuple[int, ...] = (2, 4, 6)  # blocks followed by 2x average pooling (40 -> 20 -> 10 -> 5)
+    head: str = "gap"  # local heads: "gap" (global average pooling + linear) or "flatten" (as the official code)
+    epochs: int = 20  # passes over the training split
+    lr: float = 2e-3  # Adam learning rate
+    batch: int = 128  # minibatch (the paper's)
+    repeats: int = 1  # seeds per run (seed, seed + 1, ...)
+    modes: tuple[str, ...] = ("e2e", "layerwise", "deep_sup")  # arms
+    probe: int = 0  # > 0: also record information planes on this many test examples
+    captures: int = 8  # accuracy (and plane) points per run
+
+    PRESETS = {"quick": {}, "full": {"epochs": 100, "repeats": 5}}
+
+
+def run_gap(cfg: GapConfig, seed: int = 0, device: torch.device | str = "cpu") -> dict:
+    """Train the MNIST-1D CNN in every mode for `repeats` seeds; return {mode: [per-seed dicts]}.
+
+    Each dict holds `acc` (final test accuracy of the network), `local_acc` (every local head) and the
+    `record` (accuracy over training, and information planes when `probe` > 0).
+    """
+    Xtr, ytr, Xte, yte = load_mnist1d(cfg.num_samples)
+    probe = (Xte[: cfg.probe], yte[: cfg.probe]) if cfg.probe else None
+    spec = NetSpec("cnn1d", Xtr.shape[-1], cfg.widths, pool_after=cfg.pool_after, head=cfg.head)
+    out: dict[str, list] = {mode: [] for mode in cfg.modes}
+    for r in range(cfg.repeats):
+        for mode in cfg.modes:
+            torch.manual_seed(seed + r)
+            net = build_net(spec).to(device)
+            record = train(
+                net,
+                Xtr,
+                ytr,
+                mode=mode,
+                epochs=cfg.epochs,
+                lr=cfg.lr,
+                batch=cfg.batch,
+                seed=seed + r,
+                probe=probe,
+                test=(Xte, yte),
+                n_captures=cfg.captures,
+                desc=f"MNIST-1D CNN, {mode}",
+            )
+            out[mode].append(
+                {"acc": record.test_acc[-1], "local_acc": local_accuracies(net, Xte, yte), "record": record}
+            )
+    return out
+
+
+def plot_planes(records: dict[str, TrainRecord], prefix: str = ""):
+    """Return a figure with the information plane of every mode, at most three panels in a row."""
+    from lib.plotting import subplots
+
+    n = len(records)
+    ncols, nrows = min(3, n), -(-n // 3)
+    fig, ax = subplots(nrows, ncols, figsize=(4 * ncols, 3.9 * nrows), sharex=True, sharey=True, squeeze=False)
+    for k, (mode, record) in enumerate(records.items()):
+        a = ax[k // ncols, k % ncols]
+        plot_information_plane(a, record, title=f"{prefix}{LABELS[mode]}", legend=k == 0)
+        a.xaxis.set_tick_params(labelbottom=True)
+        a.yaxis.set_tick_params(labelleft=True)
+    for k in range(n, nrows * ncols):
+        ax[k // ncols, k % ncols].set_visible(False)
+    return fig

@@ -1,0 +1,130 @@
+"""Tests of lib.layerwise: one network, four training modes, detached inputs, information-plane capture."""
+
+import numpy as np
+import pytest
+import torch
+
+from lib import hsic
+from lib import layerwise as lw
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread is faster, above all on a shared machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _toy(n=64, d=6, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=gen)
+    y = (X[:, 0] + X[:, 1] > 0).long() + 2 * (X[:, 2] > 0).long()
+    return X, y
+
+
+def test_build_net_shapes_mlp_and_cnn1d():
+    torch.manual_seed(0)
+    mlp = lw.build_net(lw.NetSpec("mlp", 6, (5, 4, 3), num_classes=4))
+    reps = mlp.representations(torch.randn(7, 6))
+    assert [tuple(r.shape) for r in reps] == [(7, 5), (7, 4), (7, 3)] and mlp(torch.randn(7, 6)).shape == (7, 4)
+    cnn = lw.build_net(lw.NetSpec("cnn1d", 40, (4, 6, 8), pool_after=(1, 3), kernel_size=3))
+    reps = cnn.representations(torch.randn(2, 1, 40))
+    assert [tuple(r.shape) for r in reps] == [(2, 4, 20), (2, 6, 20), (2, 8, 10)]
+    assert [tuple(h(r).shape) for h, r in zip(cnn.heads, reps)] == [(2, 10)] * 3
+    with pytest.raises(ValueError):
+        lw.NetSpec("rnn", 4, (3,))
+
+
+def _grads(net, X, y, mode, which=None):
+    net.zero_grad(set_to_none=True)
+    losses = lw.local_losses(net, X, y, mode)
+    (losses[which] if which is not None else sum(losses)).backward()
+    return [[p.grad for p in b.parameters()] for b in net.blocks], [[p.grad for p in h.parameters()] for h in net.heads]
+
+
+def test_layerwise_inputs_are_really_detached():
+    torch.manual_seed(0)
+    net = lw.build_net(lw.NetSpec("mlp", 6, (5, 5, 5), num_classes=4))
+    X, y = _toy()
+    # the last local loss alone reaches only the last block and head in layer-wise mode...
+    blocks, _ = _grads(net, X, y, "layerwise", which=-1)
+    assert all(g is None for b in blocks[:-1] for g in b) and all(g is not None for g in blocks[-1])
+    # ...but every block under deep supervision (same losses, inputs not detached)
+    blocks, _ = _grads(net, X, y, "deep_sup", which=-1)
+    assert all(g is not None and g.abs().sum() > 0 for b in blocks for g in b)
+    # with all local losses, block l's gradient is that of its own loss alone
+    blocks_all, _ = _grads(net, X, y, "layerwise")
+    for layer in range(3):
+        own, _ = _grads(net, X, y, "layerwise", which=layer)
+        for g_all, g_own in zip(blocks_all[layer], own[layer]):
+            assert torch.allclose(g_all, g_own, atol=1e-7)
+
+
+def test_e2e_trains_every_block_through_the_last_head_only():
+    torch.manual_seed(0)
+    net = lw.build_net(lw.NetSpec("mlp", 6, (5, 5, 5), num_classes=4))
+    X, y = _toy()
+    blocks, heads = _grads(net, X, y, "e2e")
+    assert all(g is not None and g.abs().sum() > 0 for b in blocks for g in b)
+    assert all(g is None for h in heads[:-1] for g in h) and all(g is not None for g in heads[-1])
+
+
+def test_sequential_trains_one_block_at_a_time():
+    X, y = _toy()
+    spec = lw.NetSpec("mlp", 6, (5, 5, 5), num_classes=4)
+    torch.manual_seed(0)
+    one = lw.build_net(spec)
+    before = [[p.detach().clone() for p in b.parameters()] for b in one.blocks]
+    lw.train(one, X, y, mode="sequential", epochs=1, batch=16, lr=1e-2)  # one epoch: block 1's share only
+    moved = [any(not torch.equal(p, q) for p, q in zip(b.parameters(), old)) for b, old in zip(one.blocks, before)]
+    assert moved == [True, False, False]
+    torch.manual_seed(0)
+    three = lw.build_net(spec)
+    lw.train(three, X, y, mode="sequential", epochs=3, batch=16, lr=1e-2)  # one epoch per block
+    moved = [any(not torch.equal(p, q) for p, q in zip(b.parameters(), old)) for b, old in zip(three.blocks, before)]
+    assert moved == [True, True, True]
+    # block 1 is frozen after its share: it ends where the one-epoch run left it
+    assert all(torch.equal(p, q) for p, q in zip(three.blocks[0].parameters(), one.blocks[0].parameters()))
+    with pytest.raises(ValueError):
+        lw.train(three, X, y, mode="greedy", epochs=1)
+
+
+def test_training_fits_and_records_the_information_plane():
+    torch.manual_seed(0)
+    X, y = _toy(n=200)
+    probe = (X[:40], y[:40])
+    for mode in ("e2e", "layerwise"):
+        torch.manual_seed(0)
+        net = lw.build_net(lw.NetSpec("mlp", 6, (16, 16), num_classes=4))
+        Kx = hsic.gaussian_gram(probe[0].double())
+        Ky = hsic.label_gram(probe[1])
+        nx0, ny0 = lw.information_plane_point(net, Kx, Ky, probe[0])
+        rec = lw.train(net, X, y, mode=mode, epochs=40, batch=32, lr=1e-2, probe=probe, test=(X, y), n_captures=6)
+        steps, nx, ny = rec.arrays()
+        assert steps[0] == 0 and steps[-1] == 40 * 7 and np.all(np.diff(steps) > 0)
+        assert nx.shape == ny.shape == (len(steps), 2) and len(rec.test_acc) == len(steps)
+        assert np.allclose(nx[0], nx0) and np.allclose(ny[0], ny0)
+        assert rec.losses[-1] < rec.losses[0] and rec.test_acc[-1] > 0.85
+        assert ny[-1, -1] > ny[0, -1]  # the last layer learned about the labels
+        acc = lw.local_accuracies(net, X, y)
+        assert len(acc) == 2 and acc[-1] == pytest.approx(rec.test_acc[-1])
+
+
+def test_capture_steps():
+    s = lw.capture_steps(1000, 10)
+    assert s[0] == 0 and s[-1] == 1000 and len(s) <= 10 and all(a < b for a, b in zip(s, s[1:]))
+    with pytest.raises(ValueError):
+        lw.capture_steps(10, 1)
+
+
+def test_load_mnist1d_restores_numpy_state():
+    pytest.importorskip("mnist1d")
+    np.random.seed(123)  # noqa: NPY002
+    expected = np.random.rand()  # noqa: NPY002
+    np.random.seed(123)  # noqa: NPY002
+    Xtr, ytr, Xte, yte = lw.load_mnist1d(num_samples=100)
+    assert Xtr.shape == (80, 1, 40) and Xte.shape == (20, 1, 40) and ytr.dtype == torch.int64
+    assert set(ytr.tolist()) <= set(range(10))
+    assert np.random.rand() == expected  # noqa: NPY002
