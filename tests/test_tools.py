@@ -77,7 +77,8 @@ def test_pair_check_catches_disagreement_and_outputs(tmp_path):
     assert any("disagree" in p for p in pairs.problems(source))
     pairs.sync(source)
     nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
-    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="2\n")]
+    code = [c for c in nb.cells if c.cell_type == "code"][-1]
+    code.outputs = [nbformat.v4.new_output("stream", text="2\n")]
     nbformat.write(nb, source.with_suffix(".ipynb"))
     assert any("has outputs" in p for p in pairs.problems(source))
 

@@ -326,7 +326,7 @@ class Converter:
         return "\n".join(items)
 
 
-def how_to_cite(slug: str, ctx: Book) -> str:
+def how_to_cite(slug: str, ctx: Book, source: Path | None = None) -> str:
     """Return the chapter's "How to cite" section: the chapter of the book (CITATION.cff) and its paper (bib)."""
     cff = yaml.safe_load((book.ROOT / "CITATION.cff").read_text())
     authors = ", ".join(a.get("name") or f"{a.get('given-names', '')} {a.get('family-names', '')}".strip()
@@ -340,7 +340,7 @@ def how_to_cite(slug: str, ctx: Book) -> str:
         f'This chapter: {authors} ({year}). "{ctx.titles.get(slug, slug)}", {where} *{cff["title"]}*, '
         f"version {cff['version']}. {ctx.base_url}chapters/{slug}.html",
     ]
-    text = book.chapter_source(slug).read_text()
+    text = (source or book.chapter_source(slug)).read_text()
     first = re.search(r"\{cite(?::[pt])?\}`([^`,]+)", text)
     if first and first.group(1).strip() in ctx.refs:
         ref = ctx.refs[first.group(1).strip()]
@@ -391,7 +391,7 @@ def convert(
                 cells.append(answer)
     if conv.cited and not conv.listed:
         cells.append(nbformat.v4.new_markdown_cell("## References\n\n" + conv.references()))
-    insert_before_references(cells, how_to_cite(slug, ctx), nbformat.v4.new_markdown_cell)
+    insert_before_references(cells, how_to_cite(slug, ctx, source), nbformat.v4.new_markdown_cell)
     nb.cells = cells
     if book.wants_gpu(slug):  # Colab opens a GPU runtime for chapters whose full profile wants one
         nb.metadata.update(book.COLAB_GPU)
