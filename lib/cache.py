@@ -55,7 +55,7 @@ def cached(name: str, cfg: Config, compute: Callable[[], T], *, seed: int = 0) -
         except Exception as err:  # a truncated or foreign file: recompute, say so
             print(f"cache: ignoring unreadable {path.name} ({type(err).__name__}); recomputing")
         else:
-            print(f"cache: loaded {name} from {path} (computed earlier by this same code and config)")
+            print(f"cache: loaded {name} from the cache ({path.name}: computed earlier by this same code and config)")
             return value
     value = compute()
     tmp = path.with_suffix(".tmp")
