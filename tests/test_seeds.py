@@ -78,9 +78,11 @@ STUBS = {
 # Stub sbatch: keep the submission script, run it in the background as Slurm would, print the job id.
 n=$(( $(ls "$STUB_DIR"/job-*.sh 2>/dev/null | wc -l) + 1000 ))
 cp "$1" "$STUB_DIR/job-$n.sh"
-( sleep 2  # as on a cluster, the job starts after sbatch has answered (submitit names its files by the id)
+folder=$(grep -o "submitit.core._submit [^ ]*" "$1" | awk '{print $2}')
+( # as on a cluster, the job starts after sbatch has answered and submitit has named its files by the id
+  for _ in $(seq 300); do [ -e "$folder/${n}_submitted.pkl" ] && break; sleep 0.1; done
   SLURM_JOB_ID=$n SLURM_NTASKS=1 SLURM_JOB_NUM_NODES=1 SLURM_NODEID=0 SLURM_PROCID=0 SLURM_LOCALID=0 \\
-  SLURM_JOB_NODELIST=node1 bash "$1" > "$STUB_DIR/job-$n.log" 2>&1; touch "$STUB_DIR/done-$n" ) &
+  SLURM_JOB_NODELIST=node1 bash "$1" > "$STUB_DIR/job-$n.log" 2>&1; touch "$STUB_DIR/done-$n" ) > /dev/null 2>&1 &
 echo "Submitted batch job $n"
 """,
     "srun": """#!/usr/bin/env bash

@@ -202,7 +202,7 @@ def study(
     print(f"seed study: {len(todo)} job(s) to run, {skipped} already recorded under the current cache key", flush=True)
     if not todo:
         return []
-    folder = book.BUILD / "seeds" / "submitit"
+    folder = book.BUILD / "seeds" / "submitit" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"  # one per study
     executor = make_executor(opts.executor, folder, opts)
     if opts.executor == "local":
         slots, threads = local_slots(opts.profile, opts.jobs)
