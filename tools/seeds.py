@@ -31,6 +31,7 @@ from argparse import Namespace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from lib.checks import DEFER_ENV
 from tools import book
 
 REPORTS = book.ROOT / "reports"
@@ -112,6 +113,7 @@ def run_job(slug: str, source: str, profile: str, seed: int, timeout: int, threa
     """Run one chapter at one seed as the book does; return its slimmed execution row (runs inside a job)."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    os.environ[DEFER_ENV] = "1"  # a claim that fails is recorded and the chapter goes on (lib/checks.py)
     from tools import execute
 
     work = book.BUILD / "seeds" / profile / f"seed-{seed}"
