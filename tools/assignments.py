@@ -18,6 +18,7 @@ chapter's setup, parameters and imports cells, then the questions), and what `ot
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import pprint
@@ -232,9 +233,17 @@ def embed_public_tests(student: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "chapters", nargs="*", help="slugs or chapters/<slug>.md (default: every chapter with questions)"
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     ctx = notebooks.context()
-    slugs = argv or [s for s in book.chapter_slugs() if any(q.autograded for q in questions(s, ctx))]
+    slugs = [Path(c).stem if c.endswith(".md") else c for c in args.chapters]
+    for slug in slugs:
+        if not book.chapter_source(slug).exists():
+            parser.error(f"no chapter {slug!r} (looked for {book.chapter_source(slug)})")
+    slugs = slugs or [s for s in book.chapter_slugs() if any(q.autograded for q in questions(s, ctx))]
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, min(len(slugs), os.cpu_count() or 1))) as pool:
         for slug, folder in zip(slugs, pool.map(lambda s: assign(s, ctx), slugs)):
