@@ -42,6 +42,34 @@ def test_code_cells_are_formatted(slug):
     assert pairs.format_source(text) == text, f"{slug}: code cells not formatted (`python -m tools.pairs format`)"
 
 
+def code_lines(text: str):
+    """Yield (line number, line) of every line of code: code cells and fenced code in the text and solutions.
+
+    A cell's options (`:key: value` lines, or a YAML block between `---` lines at its top) are not code.
+    """
+    lines, i = text.splitlines(), 0
+    while i < len(lines):
+        opening = re.match(r"^(`{3,})(\{code-cell\}|\{code-block\}|python)", lines[i])
+        i += 1
+        if not opening:
+            continue
+        if i < len(lines) and lines[i] == "---":
+            i = lines.index("---", i + 1) + 1
+        while i < len(lines) and re.match(r"^:\w[\w-]*:", lines[i]):
+            i += 1
+        while i < len(lines) and not (lines[i].startswith(opening.group(1)) and not lines[i].strip("`")):
+            yield i + 1, lines[i]
+            i += 1
+
+
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_code_fits_88_columns(slug):
+    """Code wider than 88 columns scrolls sideways in the HTML column and in Colab (issue 11)."""
+    text = book.chapter_source(slug).read_text()
+    long = [f"line {n}: {line[:60]}..." for n, line in code_lines(text) if len(line) > 88]
+    assert not long, f"{slug}: {len(long)} code line(s) over 88 columns (split long strings): {long[:3]}"
+
+
 @pytest.mark.parametrize("slug", PAPERS)
 def test_chapter_ends_with_its_reference_list(slug):
     text = book.chapter_source(slug).read_text()

@@ -57,12 +57,18 @@ def browser(built_book):
     server.shutdown()
 
 
-# Display math whose content is wider than the column that holds it (clipped or scrolled). Input code is
-# formatted to 88 columns and scrolls, with a visible cue, where a long string (a claim's name) runs past them.
-WIDE_ELEMENTS = """() => [...document.querySelectorAll('article mjx-container[display="true"]')]
-  .filter(e => e.scrollWidth > e.clientWidth + 2 || e.getBoundingClientRect().right >
-               e.closest('section, div.cell, article').getBoundingClientRect().right + 2)
-  .map(e => 'math: ' + e.textContent.trim().slice(0, 70))"""
+# Display math or code whose content is wider than the column that holds it (clipped or scrolled). Code (cell
+# inputs, and code blocks in the text and solutions) is formatted to 88 columns, which fit the column at 1280 px;
+# outputs may scroll.
+WIDE_ELEMENTS = """() => [
+  ...[...document.querySelectorAll('article mjx-container[display="true"]')]
+    .filter(e => e.scrollWidth > e.clientWidth + 2 || e.getBoundingClientRect().right >
+                 e.closest('section, div.cell, article').getBoundingClientRect().right + 2)
+    .map(e => 'math: ' + e.textContent.trim().slice(0, 70)),
+  ...[...document.querySelectorAll('article pre')]
+    .filter(e => !e.closest('div.cell_output, div.output') && e.scrollWidth > e.clientWidth + 2)
+    .map(e => 'code: ' + e.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a).slice(0, 90)),
+]"""
 
 
 def open_page(browser, path):
