@@ -27,6 +27,26 @@ def test_every_chapter_has_two_autograded_questions(slug):
     assert sum(q.autograded for q in assignments.questions(slug)) >= 2
 
 
+@pytest.mark.parametrize("slug", AUTOGRADED)
+def test_every_solution_passes_its_tests_and_the_blank_fails_them(slug):
+    """In process, without otter: fast enough for every chapter (otter assign repeats it in `make assignments`)."""
+    assert not assignments.self_check(slug)
+
+
+def test_self_check_catches_a_wrong_solution_and_a_test_that_cannot_fail(monkeypatch):
+    wrong = assignments.Question("toy-ex-1", "1", "", "", solution_code=(
+        "def double(x):\n    # BEGIN SOLUTION\n    return x + 1\n    # END SOLUTION"
+    ), tests=[("def test_double(double):\n    assert double(2) == 4, 'double(2) should be 4'", False),
+              ("def test_anything(double):\n    assert True", True)])  # fmt: skip
+    monkeypatch.setattr(assignments, "questions", lambda slug, ctx=None: [wrong])
+    problems = assignments.self_check("using-this-book")
+    assert problems == [
+        "toy-ex-1: the solution fails test_double: AssertionError: double(2) should be 4",
+        "toy-ex-1: test_anything passes on the blank placeholder (it cannot fail)",
+    ], problems
+    assert assignments.placeholder(wrong.solution_code) == "def double(x):\n    ..."
+
+
 @pytest.fixture(scope="module")
 def built_assignments():
     """`make assignments`: otter assign runs every solution against its public and hidden tests."""

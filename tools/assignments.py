@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import inspect
+import io
 import os
 import pprint
 import re
@@ -138,6 +141,47 @@ def questions(slug: str, ctx: notebooks.Book | None = None) -> list[Question]:
     return list(found.values())
 
 
+def placeholder(code: str) -> str:
+    """Return what the student starts from: each BEGIN/END SOLUTION block replaced by `...`, as otter does."""
+    return re.sub(r"(?ms)^([ \t]*)# BEGIN SOLUTION\n.*?^[ \t]*# END SOLUTION[ \t]*$", r"\1...", code)
+
+
+def self_check(slug: str) -> list[str]:
+    """Run each autograded question's tests on its solution (all must pass) and on the student's placeholder
+    (none may pass), in this process, without otter; return the problems found (empty when all is well)."""
+    code = [c for c in jupytext.read(book.chapter_source(slug)).cells if c.cell_type == "code"]
+    params = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
+    base: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for cell in code[: params + 2]:  # setup (imports lib), parameters, then the chapter's imports and start
+            exec(cell.source, base)
+    problems = []
+    for q in (q for q in questions(slug) if q.autograded):
+        for version, solved in ((strip_solution_marks(q.solution_code), True), (placeholder(q.solution_code), False)):
+            space = dict(base)
+            try:
+                exec(version, space)
+            except Exception as err:
+                if solved:
+                    problems.append(f"{q.label}: the solution raises {type(err).__name__}: {err}")
+                continue
+            for source, _ in q.tests:
+                test_space = dict(space)
+                exec(source, test_space)
+                name = re.search(r"def (\w+)", source).group(1)
+                test = test_space[name]
+                try:
+                    test(*(space[arg] for arg in inspect.signature(test).parameters))
+                    passed, why = True, ""
+                except Exception as err:
+                    passed, why = False, f"{type(err).__name__}: {err}"
+                if solved and not passed:
+                    problems.append(f"{q.label}: the solution fails {name}: {why}")
+                if not solved and passed:
+                    problems.append(f"{q.label}: {name} passes on the blank placeholder (it cannot fail)")
+    return problems
+
+
 def _raw(text: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_raw_cell(text)
 
@@ -237,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "chapters", nargs="*", help="slugs or chapters/<slug>.md (default: every chapter with questions)"
     )
+    parser.add_argument(
+        "--check", action="store_true", help="only run each solution and blank against its tests (seconds, no otter)"
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     ctx = notebooks.context()
     slugs = [Path(c).stem if c.endswith(".md") else c for c in args.chapters]
@@ -244,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         if not book.chapter_source(slug).exists():
             parser.error(f"no chapter {slug!r} (looked for {book.chapter_source(slug)})")
     slugs = slugs or [s for s in book.chapter_slugs() if any(q.autograded for q in questions(s, ctx))]
+    if args.check:
+        problems = {slug: self_check(slug) for slug in slugs}
+        for slug, found in problems.items():
+            auto = sum(q.autograded for q in questions(slug, ctx))
+            print(f"{slug}: {auto} autograded question(s): " + ("ok" if not found else "\n  ".join(["", *found])))
+        return 1 if any(problems.values()) else 0
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, min(len(slugs), os.cpu_count() or 1))) as pool:
         for slug, folder in zip(slugs, pool.map(lambda s: assign(s, ctx), slugs)):
