@@ -57,6 +57,23 @@ def chapter_source(slug: str) -> Path:
     return ROOT / "chapters" / f"{slug}.md"
 
 
+def resolve_chapters(items: list[str]) -> list[tuple[str, Path]]:
+    """Return (slug, source) for each slug or chapter path given (every chapter of `_toc.yml` when none is);
+    exit with a sentence naming the known chapters when one does not exist."""
+    if not items:
+        return [(slug, chapter_source(slug)) for slug in chapter_slugs()]
+    out = []
+    for item in items:
+        path = Path(item)
+        source = path.with_suffix(".md").resolve() if path.suffix in (".md", ".ipynb") else chapter_source(item)
+        if not source.exists():
+            raise SystemExit(
+                f"error: no chapter {item!r} (looked for {source}); chapters: {', '.join(chapter_slugs())}"
+            )
+        out.append((source.stem, source))
+    return out
+
+
 def chapter_notebook(slug: str) -> Path:
     """Return `chapters/<slug>.ipynb`, the committed (output-free) pair of a chapter."""
     return ROOT / "chapters" / f"{slug}.ipynb"

@@ -175,22 +175,6 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
     return row
 
 
-def _resolve(chapters: list[str]) -> list[tuple[str, Path]]:
-    if not chapters:
-        return [(slug, book.chapter_source(slug)) for slug in book.chapter_slugs()]
-    out = []
-    for item in chapters:
-        path = Path(item)
-        if path.suffix in (".md", ".ipynb") or path.exists():
-            path = path.with_suffix(".md").resolve()
-        else:
-            path = book.chapter_source(item)
-        if not path.exists():
-            raise SystemExit(f"error: no chapter {item!r} (looked for {path})")
-        out.append((path.stem, path))
-    return out
-
-
 def _claims_summary(row: dict) -> str:
     checked = [c for c in row.get("claims", []) if c["outcome"] != "skipped"]
     passed = sum(c["outcome"] == "reproduced" for c in checked)
@@ -219,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.profile == "auto":
         args.profile = "full" if torch.cuda.is_available() else "quick"
-    chapters = _resolve(args.chapters)
+    chapters = book.resolve_chapters(args.chapters)
     report = book.load_report(args.report)
     todo = []
     for slug, source in chapters:

@@ -289,20 +289,6 @@ def summary(record: dict, slugs: list[str] | None = None) -> list[dict]:
     return out
 
 
-def _resolve(items: list[str]) -> list[tuple[str, Path]]:
-    if not items:
-        return [(s, book.chapter_source(s)) for s in book.chapter_slugs()]
-    out = []
-    for item in items:
-        path = Path(item)
-        source = path.with_suffix(".md").resolve() if path.suffix in (".md", ".ipynb") else book.chapter_source(item)
-        if not source.exists():
-            known = ", ".join(book.chapter_slugs())
-            raise SystemExit(f"error: no chapter {item!r} (looked for {source}); chapters: {known}")
-        out.append((source.stem, source))
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     slurm = slurm_defaults()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -325,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds = parse_seeds(opts.seeds)
     except ValueError as err:
         parser.error(str(err))
-    chapters = _resolve(opts.chapter)
+    chapters = book.resolve_chapters(opts.chapter)
     record = opts.record or record_path(opts.profile)
     if not opts.summary:
         try:
