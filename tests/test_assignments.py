@@ -47,6 +47,13 @@ def test_self_check_catches_a_wrong_solution_and_a_test_that_cannot_fail(monkeyp
     assert assignments.placeholder(wrong.solution_code) == "def double(x):\n    ..."
 
 
+def test_instructors_overview_counts_the_questions():
+    table = assignments.overview(["using-this-book"])
+    row = table.splitlines()[2]
+    assert "4 Standardise the sample means; 5 The fraction beyond k" in row and "| 1, 2, 3 |" in row
+    assert row.endswith("| about 75 min |")  # 5 questions at 15 minutes
+
+
 @pytest.fixture(scope="module")
 def built_assignments():
     """`make assignments`: otter assign runs every solution against its public and hidden tests."""

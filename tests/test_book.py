@@ -68,3 +68,10 @@ def test_outputs_show_no_warnings_or_machine_paths(built_book, slug):
             text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
             for bad in ("Warning:", "site-packages", str(book.ROOT), "/tmp/", "/root/"):
                 assert bad not in text, f"{slug}, cell {i}: a reader sees {bad!r}: {text[:200]!r}"
+
+
+def test_instructors_page_lists_every_assignment(built_book):
+    page = (built_book.html / "instructors.html").read_text()
+    assert "generated: assignments" not in page and "estimated time" in page
+    for slug in book.chapter_slugs():
+        assert f'href="chapters/{slug}.html"' in page, f"the instructors' table of assignments misses {slug}"

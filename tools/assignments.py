@@ -182,6 +182,29 @@ def self_check(slug: str) -> list[str]:
     return problems
 
 
+MINUTES_AUTOGRADED, MINUTES_WRITTEN = 15, 15  # a student's time per question, as the instructors page states
+
+
+def overview(slugs: list[str], ctx: notebooks.Book | None = None) -> str:
+    """Return the instructors' table of assignments: per chapter its questions and a student's estimated time."""
+    ctx = ctx or notebooks.context()
+    rows = [
+        "| chapter | autograded questions | written questions | estimated time |",
+        "|---|---|---|---|",
+    ]
+    for slug in slugs:
+        qs = questions(slug, ctx)
+        auto = [f"{q.number}" + (f" {q.title}" if q.title else "") for q in qs if q.autograded]
+        written = [q.number for q in qs if not q.autograded]
+        minutes = MINUTES_AUTOGRADED * len(auto) + MINUTES_WRITTEN * len(written)
+        title = ctx.titles.get(slug, slug)
+        rows.append(
+            f"| [{title}](chapters/{slug}.md) | {'; '.join(auto) or '–'} | {', '.join(written) or '–'} | "
+            f"about {round(minutes / 15) * 15} min |"
+        )
+    return "\n".join(rows)
+
+
 def _raw(text: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_raw_cell(text)
 

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import nbformat
 
-from tools import book, notebooks, report, seeds
+from tools import assignments, book, notebooks, report, seeds
+
+ASSIGNMENTS_MARK = "<!-- generated: assignments -->"  # instructors.md: the table of assignments
 
 
 def chapter_title(nb) -> str:
@@ -99,7 +101,8 @@ def stage(
         if name == "references.bib":
             text = disambiguate_years(text.decode()).encode()
         if name.endswith(".md"):
-            page = link_notebooks(text.decode(), book.chapter_slugs())
+            page = text.decode().replace(ASSIGNMENTS_MARK, assignments.overview(book.chapter_slugs()))
+            page = link_notebooks(page, book.chapter_slugs())
             text = (transform_text(page) if transform_text is not None else page).encode()
         _write(dest / name, text)
     data = book.load_report(report_file)
