@@ -85,5 +85,20 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (1e-3, 1e4)) -
 
 def softmax(logits, T: float = 1.0) -> np.ndarray:
     """Return softmax(logits / T) as a NumPy array (N, C)."""
+    if T <= 0:
+        raise ValueError(f"temperature must be positive, got {T}")
     logits = _as_numpy(logits).astype(np.float64)
     return np.exp(log_softmax(logits / T, axis=1))
+
+
+def calibration_report(val_logits, val_labels, test_logits, test_labels, n_bins: int = 15) -> dict[str, float]:
+    """Return T fitted on the validation logits, and (ECE, MCE) on the test logits before and after dividing by T.
+
+    Explained in chapter lp-ft-ntk. Keys: `T`, `ece`, `mce` (softmax(logits)), `ece_ts`, `mce_ts`
+    (softmax(logits / T)), with `n_bins` equal-width bins (15 in the paper).
+    """
+    T = fit_temperature(val_logits, val_labels)
+    ece, mce = calibration_errors(softmax(test_logits), test_labels, n_bins)
+    # temperature scaling: softmax(f(x) / T), the same as rescaling the head (V, b) by 1 / T
+    ece_ts, mce_ts = calibration_errors(softmax(test_logits, T), test_labels, n_bins)
+    return {"T": T, "ece": ece, "mce": mce, "ece_ts": ece_ts, "mce_ts": mce_ts}

@@ -17,15 +17,17 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as Fn
 from torch import nn
 
-from lib.calibration import calibration_errors, fit_temperature, softmax
+from lib.calibration import calibration_report
 from lib.config import Config
 from lib.data import load_digits
-from lib.ntk import apply_kernel, empirical_ntk, ntk_split
+from lib.ntk import apply_kernel, empirical_ntk, ntk_split, split_apply
 from lib.progress import trange
+from lib.runtime import one_thread
 
 
 class LinearHeadModel(nn.Module):
@@ -157,7 +159,9 @@ def train(
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
     elif optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
+        # the fused kernel does the same update several times faster on a CPU (one pass over the weights)
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params)
+        opt = torch.optim.Adam(params, lr=lr, fused=fused)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     gen = torch.Generator().manual_seed(seed)
@@ -202,6 +206,83 @@ def linear_probe(
     return train(model.head, feats, y, steps=steps, lr=lr, optimizer=optimizer, seed=seed, desc="LP", callback=callback)
 
 
+def tuned_copy(start: LinearHeadModel, fine_tune: Callable[[LinearHeadModel], object]) -> LinearHeadModel:
+    """Return a copy of `start`, head included, fine-tuned in place by `fine_tune`; `start` is unchanged.
+
+    Explained in chapter lp-ft-ntk. LP-FT is `tuned_copy(lp_model, ...)`: FT that starts from the LP head.
+    """
+    model = copy.deepcopy(start)
+    fine_tune(model)
+    return model
+
+
+def _head_from_logreg(coef: np.ndarray, intercept: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (V, b) of a C-class head from scikit-learn's coefficients (one row for two classes)."""
+    if n_classes == 2 and coef.shape[0] == 1:
+        # one logit difference w: rows (-w/2, w/2) give the same softmax (as in the paper's code)
+        return np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+    return coef, intercept
+
+
+def logreg_head(feats: np.ndarray, y: np.ndarray, C: float, n_classes: int, max_iter: int = 5000) -> tuple:
+    """Return (V, b) of L2-regularised logistic regression on features, objective C sum_i CE + ||w||^2 / 2."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # tiny problems: BLAS threads only spin
+        reg = LogisticRegression(C=C, max_iter=max_iter).fit(feats, y)  # the L2 penalty is the default
+    return _head_from_logreg(reg.coef_, reg.intercept_, n_classes)
+
+
+def _l2_only() -> dict:
+    """Return the keyword arguments that make `LogisticRegressionCV` search C with a pure L2 penalty."""
+    import sklearn
+
+    new = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)
+    # scikit-learn >= 1.8 spells the L2 penalty l1_ratio = 0 (older versions default to it)
+    return {"l1_ratios": (0.0,), "use_legacy_attributes": False} if new else {}
+
+
+def logistic_probe(
+    model: LinearHeadModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    Cs: int | Iterable[float] = 10,
+    cv: int = 5,
+    max_iter: int = 5000,
+    seed: int = 0,
+) -> dict:
+    """Set the head by L2-regularised logistic regression on frozen features, C chosen by cross-validation.
+
+    Explained in chapter lp-ft-ntk. This is the paper's LP: scikit-learn's `LogisticRegressionCV` with its
+    standard settings (`Cs` values of C log-spaced in [1e-4, 1e4], `cv`-fold stratified CV scored by
+    accuracy, the smallest C among ties). Returns the chosen C, the grid and the mean CV accuracy per C.
+    """
+    from sklearn.linear_model import LogisticRegressionCV
+    from threadpoolctl import threadpool_limits
+
+    feats = batched(model.features, x).double().cpu().numpy()
+    labels = y.cpu().numpy()
+    limits = threadpool_limits(1)  # tiny problems: BLAS threads only spin
+    reg = LogisticRegressionCV(
+        Cs=Cs if isinstance(Cs, int) else list(Cs),
+        cv=cv,
+        scoring="accuracy",
+        max_iter=max_iter,
+        random_state=seed,
+        **_l2_only(),
+    ).fit(feats, labels)
+    limits.restore_original_limits()
+    V, b = _head_from_logreg(reg.coef_, reg.intercept_, model.head.out_features)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(V, dtype=model.head.weight.dtype))
+        model.head.bias.copy_(torch.as_tensor(b, dtype=model.head.bias.dtype))
+    scores = next(iter(reg.scores_.values())) if isinstance(reg.scores_, dict) else reg.scores_
+    scores = np.asarray(scores).reshape(-1, len(reg.Cs_))
+    return {"C": float(np.ravel(reg.C_)[0]), "Cs": reg.Cs_.tolist(), "cv_accuracy": scores.mean(0).tolist()}
+
+
 def head_norm_gradient(model: LinearHeadModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Return dL/d||v_k|| for each head row k (direction u_k = v_k / ||v_k|| fixed), L the mean CE.
 
@@ -230,14 +311,29 @@ def feature_change(before: nn.Module, after: nn.Module, x: torch.Tensor, relativ
     return float(diff.mean())
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Return the fraction of inputs whose arg-max logit equals the label."""
-    return float((batched(model, x).argmax(1) == y).float().mean())
-
-
 def residuals(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Return delta_i = e_{y_i} - softmax(f(x_i)), shape (N, C)."""
     return Fn.one_hot(y, logits.shape[1]).to(logits.dtype) - logits.softmax(1)
+
+
+def one_step_ft_ratio(step_p: torch.Tensor, step_f: torch.Tensor) -> float:
+    """Return mean_n ||step_f[n]|| / ||step_p[n] + step_f[n]||: the paper's FT ratio from the two step parts."""
+    return float((step_f.norm(dim=1) / (step_p + step_f).norm(dim=1).clamp_min(1e-30)).mean())
+
+
+def paper_ft_ratio(
+    model: LinearHeadModel, x: torch.Tensor, y: torch.Tensor, names: Iterable[str] | None = None
+) -> float:
+    """Return the paper's FT ratio of `model` on (x, y), computed without forming the NTK.
+
+    Explained in chapter lp-ft-ntk: mean_n ||sum_i F(x_n, x_i) delta_i|| / ||sum_i (P + F)(x_n, x_i) delta_i||,
+    with P, F and delta_i = e_{y_i} - softmax(f(x_i)) all taken at `model` (Section 5.3 of the paper).
+    F is over the backbone parameters `names` (all of them when None; the LoRA factors for LoRA).
+    """
+    model.eval()
+    with torch.no_grad():
+        delta = residuals(model(x), y)
+    return one_step_ft_ratio(*split_apply(model.backbone, model.head, x, delta, names))
 
 
 def ft_ratio(P: torch.Tensor, F: torch.Tensor, delta: torch.Tensor) -> tuple[float, float]:
@@ -247,8 +343,7 @@ def ft_ratio(P: torch.Tensor, F: torch.Tensor, delta: torch.Tensor) -> tuple[flo
     the first gradient step's logit change that goes through the features. Frobenius: ||F|| / ||P + F||.
     """
     # f^FT(x) - f_0(x) = eta sum_i (P + F)(x, x_i) delta_i   (one gradient step, NTK regime)
-    step_f, step_all = apply_kernel(F, delta), apply_kernel(P + F, delta)
-    one_step = float((step_f.norm(dim=1) / step_all.norm(dim=1).clamp_min(1e-30)).mean())
+    one_step = one_step_ft_ratio(apply_kernel(P, delta), apply_kernel(F, delta))
     return one_step, float(F.norm() / (P + F).norm())
 
 
@@ -331,6 +426,7 @@ def shift_and_noise(x: torch.Tensor, shift: int, noise: float, seed: int = 0) ->
 
 
 @functools.lru_cache(maxsize=4)
+@one_thread
 def pretrain_backbone(cfg: DigitsTransferConfig, seed: int = 0) -> nn.Module:
     """Return an MLP backbone pretrained (with a throw-away head) on all digits 0-4.
 
@@ -386,26 +482,44 @@ def _fine_tune(model: LinearHeadModel, d: dict, cfg: DigitsTransferConfig, seed:
     )
 
 
-def _calibration(model: nn.Module, d: dict) -> dict[str, float]:
-    """Return ECE/MCE on the test split before and after temperature scaling fitted on the val split."""
-    val_logits, test_logits = batched(model, d["x_val"]), batched(model, d["x_test"])
-    T = fit_temperature(val_logits, d["y_val"])
-    ece, mce = calibration_errors(softmax(test_logits), d["y_test"])
-    ece_ts, mce_ts = calibration_errors(softmax(test_logits, T), d["y_test"])
-    return {"T": T, "ece": ece, "mce": mce, "ece_ts": ece_ts, "mce_ts": mce_ts}
+def _mean_distance(phi1: torch.Tensor | None, phi0: torch.Tensor | None) -> float:
+    """Return mean_i ||phi1_i - phi0_i|| (NaN for an empty split)."""
+    return float((phi1 - phi0).norm(dim=1).mean()) if phi0 is not None else float("nan")
 
 
-def _evaluate_runs(runs: dict, backbone: nn.Module, d: dict) -> dict:
-    """Return head norm, ID/OOD accuracy, feature change from `backbone` (not for LP) and calibration per run."""
+def _features(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Return phi(x); token inputs (N, 2, L) go in batches of sentences of similar length."""
+    if x.dtype != torch.long or x.dim() != 3:
+        return batched(backbone, x)
+    order = x[:, 1].sum(1).argsort()
+    return batched(backbone, x[order], 32)[order.argsort()]
+
+
+def _split_features(backbone: nn.Module, d: dict, splits: Iterable[str]) -> dict:
+    """Return {split: phi(x_split)}, with None for an empty split (a task without OOD data)."""
+    return {k: _features(backbone, d[f"x_{k}"]) if d[f"x_{k}"].shape[0] else None for k in splits}
+
+
+def _evaluate_runs(runs: dict, backbone: nn.Module, d: dict, phi0: dict | None = None) -> dict:
+    """Return head norm, ID/OOD accuracy, feature change from `backbone` (not for LP) and calibration per run.
+
+    `phi0` may hold the backbone's features of the train and OOD inputs, computed once for several calls.
+    """
+    phi0 = phi0 if phi0 is not None else _split_features(backbone, d, ("train", "ood"))
     res: dict = {}
     for name, model in runs.items():
+        model.eval()
+        phi = _split_features(model.backbone, d, ("train", "val", "test", "ood"))
+        with torch.no_grad():
+            logits = {k: model.head(v) for k, v in phi.items() if v is not None}
         res[f"head_norm_{name}"] = head_norm(model)
-        res[f"acc_id_{name}"] = accuracy(model, d["x_test"], d["y_test"])
-        res[f"acc_ood_{name}"] = accuracy(model, d["x_ood"], d["y_ood"])
+        res[f"acc_id_{name}"] = float((logits["test"].argmax(1) == d["y_test"]).float().mean())
+        has_ood = "ood" in logits
+        res[f"acc_ood_{name}"] = float((logits["ood"].argmax(1) == d["y_ood"]).float().mean()) if has_ood else math.nan
         if name != "LP":
-            res[f"fc_{name}"] = feature_change(backbone, model.backbone, d["x_train"])
-            res[f"fc_ood_{name}"] = feature_change(backbone, model.backbone, d["x_ood"])
-        res[f"cal_{name}"] = _calibration(model, d)
+            res[f"fc_{name}"] = _mean_distance(phi["train"], phi0["train"])
+            res[f"fc_ood_{name}"] = _mean_distance(phi["ood"], phi0["ood"])
+        res[f"cal_{name}"] = calibration_report(logits["val"], d["y_val"], logits["test"], d["y_test"])
     return res
 
 
@@ -429,11 +543,13 @@ def _probe_recording_norms(model: LinearHeadModel, d: dict, cfg, seed: int) -> d
     }
 
 
+@one_thread
 def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     """Return the LP / FT / LP-FT results of the digits transfer experiment for one seed.
 
     Explained in chapter lp-ft-ntk. Keys: head norms, feature changes (train and OOD inputs), ID and OOD
-    accuracies, calibration before/after temperature scaling, and the head-rescaling sweep.
+    accuracies, calibration before/after temperature scaling, the paper's FT ratio of the trained FT and
+    LP-FT models (`ft_ratio_FT`, `ft_ratio_LP-FT`), and the head-rescaling sweep.
     """
     backbone = pretrain_backbone(cfg, seed)
     d = transfer_data(cfg, seed)
@@ -445,11 +561,14 @@ def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     # LP-FT starts from the LP head; the head-rescaling sweep multiplies (V, b) by c first.
     runs = {"LP": lp, "FT": _fresh_model(backbone, cfg, seed)}
     _fine_tune(runs["FT"], d, cfg, seed)
-    runs["LP-FT"] = copy.deepcopy(lp)
-    _fine_tune(runs["LP-FT"], d, cfg, seed)
+    runs["LP-FT"] = tuned_copy(lp, lambda m: _fine_tune(m, d, cfg, seed))
     res["head_norm_ft"] = head_norm(runs["FT"])
     res["head_norm_lpft"] = head_norm(runs["LP-FT"])
     res.update(_evaluate_runs(runs, backbone, d))
+    # the paper's FT ratio of the trained models, on the first n_ntk training examples
+    x, y = d["x_train"][: cfg.n_ntk], d["y_train"][: cfg.n_ntk]
+    for name in ("FT", "LP-FT"):
+        res[f"ft_ratio_{name}"] = paper_ft_ratio(runs[name], x, y)
     sweep = []
     for c in cfg.head_scales:
         if c == 1.0:  # the unscaled LP head is LP-FT itself
@@ -465,6 +584,7 @@ def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     return res
 
 
+@one_thread
 def decomposition_check(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     """Return float64 checks of Prop. 4.1 on the pretrained digits backbone with an LP head.
 
@@ -502,6 +622,7 @@ def decomposition_check(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     }
 
 
+@one_thread
 def lora_check(cfg: DigitsTransferConfig, seed: int = 0, sigma: float = 1.0) -> dict:
     """Return Prop. 4.4 checks at LoRA initialisation on the digits backbone (LoRA on every hidden Linear).
 
@@ -579,7 +700,11 @@ class MiniLMEncoder(nn.Module):
         self.layers = bert.encoder.layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return phi(x), shape (N, 384)."""
+        """Return phi(x), shape (N, 384). Columns that are padding in every row are dropped first."""
+        try:  # the same features, fewer tokens (not possible under vmap: the length is data)
+            x = x[..., : int(x[:, 1].sum(1).max())]
+        except RuntimeError:
+            pass
         ids, mask = x[:, 0], x[:, 1]
         h = self.embeddings(input_ids=ids)
         ext = _extended_mask(mask, h.dtype)
@@ -612,38 +737,63 @@ class MiniLMTop(nn.Module):
 
 @dataclass(frozen=True)
 class TextConfig(Config):
-    """Sizes of the MiniLM experiment on the project's sentiment corpus."""
+    """Sizes of the MiniLM experiment in the paper's recipe.
 
+    LP is L2-regularised logistic regression on frozen features with C chosen by cross-validation; FT
+    (from a random head) and LP-FT (from the LP head) then train the whole model with Adam, LP-FT at a
+    smaller learning rate. `TextVariantConfig` is the book's earlier setup, kept for comparison.
+    """
+
+    task: str = "project"  # the book's corpus; or "sst2", "rte", "cb" (internet and `sha256` needed)
+    sha256: str | None = None  # SHA-256 of the task's archive (see lib.text_data.load_glue)
     n_train: int = 64  # training sentences (gadget reviews)
-    n_test: int = 200  # ID test sentences (half for temperature fitting, half for evaluation)
-    n_ood: int = 120  # OOD test sentences (restaurant reviews)
-    label_noise: float = 0.05
-    top_layers: int = 1  # layers fine-tuned (0 = the whole model, from token ids; see the chapter)
-    lp_steps: int = 500
-    lp_lr: float = 0.05  # full-batch Adam on mean-pooled features
-    ft_steps: int = 40
-    ft_lr: float = 0.005  # SGD with momentum; larger rates make LP-FT unstable (its head is ~20x larger)
-    momentum: float = 0.9
-    batch_size: int = 16
-    lora_rank: int = 0  # LoRA rank on query/value of the fine-tuned layers (0 = no LoRA run)
-    lora_lr: float = 0.005
-    n_ntk: int = 12  # examples for the FT ratio
+    n_test: int = 200  # ID test sentences (half fit the temperature, half evaluate)
+    n_ood: int = 120  # OOD test sentences (restaurant and hotel reviews)
+    label_noise: float = 0.05  # fraction of flipped training labels (project corpus only)
+    lp: str = "logreg-cv"  # "logreg-cv": the paper's LP; "adam": unregularised CE, `lp_steps` at `lp_lr`
+    lp_Cs: int | tuple[float, ...] = (
+        10  # C grid for the cross-validation: a count (log-spaced in [1e-4, 1e4]) or values
+    )
+    lp_cv: int = 5  # folds
+    lp_steps: int = 500  # full-batch Adam steps (lp="adam" only)
+    lp_lr: float = 0.05
+    top_layers: int = 0  # layers fine-tuned: 0 = the whole model, from token ids
+    optimizer: str = "adam"  # "adam" (the paper's) or "sgd" (with `momentum`)
+    momentum: float = 0.0
+    batch_size: int = 8  # the paper's batch size for LP-FT
+    ft_steps: int = 64  # steps of FT and of LP-FT's FT stage (8 epochs of 64 sentences)
+    ft_lr: float = 5e-5  # FT from a random head
+    lpft_lr: float = 1e-5  # the FT stage of LP-FT (the paper tunes it in 5e-6 .. 1e-5 for RoBERTa)
+    head_ablation: bool = True  # also "LP-FT (init norm)": LP-FT from the LP head rescaled to the initial norm
+    lora_rank: int = 0  # LoRA rank on query/value (0 = no LoRA runs)
+    lora_lr: float = 5e-4
+    n_ntk: int = 16  # training sentences for the FT ratio
     seeds: int = 1  # independent repetitions (seed, seed + 1, ...)
     PRESETS = {
         "quick": {},
-        "full": {
-            "n_test": 400,
-            "n_ood": 400,
-            "ft_steps": 200,
-            "lora_rank": 8,
-            "lora_lr": 0.005,
-            "seeds": 5,
-        },
+        "full": {"n_train": 256, "n_test": 400, "n_ood": 400, "ft_steps": 320, "lora_rank": 8, "seeds": 3},
     }
+
+
+@dataclass(frozen=True)
+class TextVariantConfig(TextConfig):
+    """The book's earlier MiniLM setup: unregularised Adam LP, then SGD with momentum on the top layer."""
+
+    lp: str = "adam"
+    top_layers: int = 1
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    batch_size: int = 16
+    ft_steps: int = 40
+    ft_lr: float = 0.005  # one rate for FT and LP-FT; larger ones make LP-FT unstable
+    lpft_lr: float = 0.005
+    PRESETS = {"quick": {}, "full": {"n_test": 400, "n_ood": 400, "ft_steps": 200, "seeds": 3}}
 
 
 def _tokenize(tok, texts: list[str], device: torch.device | str) -> torch.Tensor:
     """Return (N, 2, L) token ids and attention masks padded to the longest text."""
+    if not texts:
+        return torch.zeros(0, 2, 1, dtype=torch.long, device=device)
     enc = tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
     return torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1).to(device)
 
@@ -657,16 +807,20 @@ def _top_inputs(bert: nn.Module, x: torch.Tensor, keep: int) -> torch.Tensor:
     return torch.cat([h, mask.unsqueeze(-1).to(h.dtype)], dim=-1)
 
 
-def text_inputs(cfg: TextConfig, seed: int, device: torch.device | str) -> tuple[nn.Module, dict]:
-    """Return (backbone phi, splits) for the text experiment: the whole MiniLM or its top layers."""
-    from lib.text_data import load_project_corpus
+def text_inputs(cfg: TextConfig, seed: int, device: torch.device | str) -> tuple[nn.Module, dict, int]:
+    """Return (backbone phi, splits, number of classes) for the text experiment.
+
+    Explained in chapter lp-ft-ntk. The data come from `lib.text_data.load_text_task(cfg.task, ...)`:
+    the project corpus, or a GLUE/SuperGLUE task when its archive is verified (else a visible fallback).
+    The backbone is the whole MiniLM (`top_layers=0`) or its top layers on cached hidden states.
+    """
+    from lib.text_data import load_text_task
 
     tok, bert = load_minilm(device)
-    data = load_project_corpus(cfg.n_train, cfg.n_test, cfg.n_ood, cfg.label_noise, seed=seed)
-    ids = {
-        k: _tokenize(tok, v, device) for k, v in (("train", data.train_x), ("test", data.test_x), ("ood", data.ood_x))
-    }
-    half = cfg.n_test // 2
+    data = load_text_task(cfg.task, cfg.n_train, cfg.n_test, cfg.n_ood, cfg.label_noise, seed, cfg.sha256)
+    splits = (("train", data.train_x), ("test", data.test_x), ("ood", data.ood_x))
+    ids = {k: _tokenize(tok, v, device) for k, v in splits}
+    half = len(data.test_x) // 2
     if cfg.top_layers == 0:
         backbone: nn.Module = MiniLMEncoder(bert)
         xs = ids
@@ -674,12 +828,16 @@ def text_inputs(cfg: TextConfig, seed: int, device: torch.device | str) -> tuple
         if not 1 <= cfg.top_layers <= len(bert.encoder.layer):
             raise ValueError(f"top_layers must be in [0, {len(bert.encoder.layer)}], got {cfg.top_layers}")
         backbone = MiniLMTop(bert.encoder.layer[-cfg.top_layers :])
+        width = bert.config.hidden_size + 1
         xs = {
-            k: torch.cat([_top_inputs(bert, v[i : i + 64], cfg.top_layers) for i in range(0, len(v), 64)])
+            k: torch.cat(
+                [_top_inputs(bert, v[i : i + 64], cfg.top_layers) for i in range(0, len(v), 64)]
+                or [torch.zeros(0, 1, width, device=device)]
+            )
             for k, v in ids.items()
         }
     ys = {"train": data.train_y, "test": data.test_y, "ood": data.ood_y}
-    ys = {k: torch.as_tensor(v, device=device) for k, v in ys.items()}
+    ys = {k: torch.as_tensor(v, dtype=torch.long, device=device) for k, v in ys.items()}
     d = {
         "x_train": xs["train"],
         "y_train": ys["train"],
@@ -690,58 +848,143 @@ def text_inputs(cfg: TextConfig, seed: int, device: torch.device | str) -> tuple
         "x_ood": xs["ood"],
         "y_ood": ys["ood"],
     }
-    return backbone.eval(), d
+    return backbone.eval(), d, len(data.label_names)
 
 
-def run_text(cfg: TextConfig, seed: int = 0, device: torch.device | str = "cpu") -> dict:
-    """Return LP / FT / LP-FT (and LoRA, LP-LoRA when `lora_rank` > 0) results of MiniLM on text.
+def _lora_targets(name: str) -> bool:
+    """Return True for MiniLM's query and value projections (where the paper puts LoRA)."""
+    return name.endswith(("attention.self.query", "attention.self.value"))
 
-    Explained in chapter lp-ft-ntk. Same keys as `run_digits_transfer` (without the sweep), plus the
-    FT ratios at the start of FT (random head) and of LP-FT (LP head).
+
+def run_text_methods(
+    backbone: nn.Module, d: dict, cfg: TextConfig, seed: int = 0, n_classes: int = 2, keep_models: bool = False
+) -> dict:
+    """Return LP, FT, LP-FT (and the head ablation, LoRA, LP-LoRA as `cfg` asks) results on the splits `d`.
+
+    Explained in chapter lp-ft-ntk. Keys as `run_digits_transfer` (head norms, accuracies, feature changes,
+    calibration), plus the LP's chosen C and the head norm along the C grid (`lp_norm_path`), and the
+    paper's FT ratio of each fine-tuned run at its start (`ft_ratio_start_<run>`, the NTK of Eq. 1) and
+    of the trained model (`ft_ratio_<run>`). `keep_models=True` adds the trained models under `models`.
     """
-    backbone, d = text_inputs(cfg, seed, device)
-    feat_dim = backbone(d["x_train"][:2]).shape[1]
+    feat_dim = batched(backbone, d["x_train"][:2]).shape[1]
     torch.manual_seed(seed + 1)
-    base = LinearHeadModel(copy.deepcopy(backbone), feat_dim, 2).to(device)
+    # `base` shares the backbone: it is never trained in place (every run trains a copy)
+    base = LinearHeadModel(backbone, feat_dim, n_classes).to(d["x_train"].device)
     res: dict = {"head_norm_init": head_norm(base)}
     lp = copy.deepcopy(base)
-    res.update(_probe_recording_norms(lp, d, cfg, seed))
+    if cfg.lp == "logreg-cv":
+        info = logistic_probe(lp, d["x_train"], d["y_train"], Cs=cfg.lp_Cs, cv=cfg.lp_cv, seed=seed)
+        feats = batched(base.features, d["x_train"]).double().cpu().numpy()
+        labels = d["y_train"].cpu().numpy()
+        path = [(C, float(np.linalg.norm(logreg_head(feats, labels, C, n_classes)[0]))) for C in info["Cs"]]
+        res.update(lp_C=info["C"], lp_cv_accuracy=info["cv_accuracy"], lp_norm_path=path)
+        res["head_norm_lp"] = head_norm(lp)
+        res["norm_grad_lp"] = head_norm_gradient(lp, d["x_train"], d["y_train"]).tolist()
+    elif cfg.lp == "adam":
+        res.update(_probe_recording_norms(lp, d, cfg, seed))
+    else:
+        raise ValueError(f"lp must be 'logreg-cv' or 'adam', got {cfg.lp!r}")
 
-    def tune(model: LinearHeadModel, mode: str, lr: float) -> LinearHeadModel:
-        """Train `model` in place in `mode` ('ft' or 'lora') with mini-batch SGD + momentum; return it."""
-        set_trainable(model, mode)
-        train(
-            model,
-            d["x_train"],
-            d["y_train"],
-            steps=cfg.ft_steps,
-            lr=lr,
-            batch_size=cfg.batch_size,
-            momentum=cfg.momentum,
-            seed=seed,
-            desc=mode,
-        )
-        return model
+    def tune(lr: float, mode: str) -> Callable[[LinearHeadModel], object]:
+        """Return a function that trains a model in place in `mode` ('ft' or 'lora') at rate `lr`."""
 
-    runs = {"LP": lp}
-    runs["FT"] = tune(copy.deepcopy(base), "ft", cfg.ft_lr)
-    runs["LP-FT"] = tune(copy.deepcopy(lp), "ft", cfg.ft_lr)
+        def fine_tune(model: LinearHeadModel) -> None:
+            set_trainable(model, mode)
+            steps, bs, opt, mom = cfg.ft_steps, cfg.batch_size, cfg.optimizer, cfg.momentum
+            x, y = d["x_train"], d["y_train"]
+            train(model, x, y, steps=steps, lr=lr, batch_size=bs, optimizer=opt, momentum=mom, seed=seed, desc=mode)
+
+        return fine_tune
+
+    plan: dict[str, tuple[LinearHeadModel, float, str]] = {
+        "FT": (base, cfg.ft_lr, "ft"),
+        "LP-FT": (lp, cfg.lpft_lr, "ft"),
+    }
+    if cfg.head_ablation:
+        rescaled = copy.deepcopy(lp)
+        with torch.no_grad():  # the LP head's direction with the initial head's norm
+            scale = res["head_norm_init"] / res["head_norm_lp"]
+            rescaled.head.weight.mul_(scale)
+            rescaled.head.bias.mul_(scale)
+        plan["LP-FT (init norm)"] = (rescaled, cfg.lpft_lr, "ft")
     if cfg.lora_rank > 0:
         for name, start in (("LoRA", base), ("LP-LoRA", lp)):
             m = copy.deepcopy(start)
-            add_lora(
-                m.backbone,
-                lambda n: n.endswith(("attention.self.query", "attention.self.value")),
-                r=cfg.lora_rank,
-                sigma=1.0 / math.sqrt(feat_dim),
-                scale=1.0,
-            )
-            runs[name] = tune(m, "lora", cfg.lora_lr)
-    res.update(_evaluate_runs(runs, backbone, d))
+            torch.manual_seed(seed + 2)
+            add_lora(m.backbone, _lora_targets, r=cfg.lora_rank, sigma=1.0 / math.sqrt(feat_dim))
+            plan[name] = (m, cfg.lora_lr, "lora")
     x, y = d["x_train"][: cfg.n_ntk], d["y_train"][: cfg.n_ntk]
-    for name, model in (("FT", base), ("LP-FT", lp)):
-        P, F = ntk_split(model.backbone, model.head, x)
-        with torch.no_grad():
-            delta = residuals(model(x), y)
-        res[f"ft_ratio_{name}"] = ft_ratio(P, F, delta)
+    phi0 = _split_features(backbone, d, ("train", "ood"))
+    res.update(_evaluate_runs({"LP": lp}, backbone, d, phi0))
+    models = {"LP": lp}
+    for name in list(plan):
+        start, lr, mode = plan.pop(name)  # each run is evaluated, then dropped (a MiniLM copy is 90 MB)
+        names = None if mode == "ft" else [n for n, _ in start.backbone.named_parameters() if "lora_" in n]
+        res[f"ft_ratio_start_{name}"] = paper_ft_ratio(start, x, y, names)
+        model = tuned_copy(start, tune(lr, mode))
+        res[f"ft_ratio_{name}"] = paper_ft_ratio(model, x, y, names)
+        res.update(_evaluate_runs({name: model}, backbone, d, phi0))
+        if keep_models:
+            models[name] = model
+        del start, model
+    if keep_models:
+        res["models"] = models
     return res
+
+
+@one_thread
+def run_text(cfg: TextConfig, seed: int = 0, device: torch.device | str = "cpu") -> dict:
+    """Return `run_text_methods` on MiniLM and the data `cfg` names (see `text_inputs`), for one seed.
+
+    Runs on one CPU thread: on a shared 2-core machine a second thread mostly spins (harmless on a GPU).
+    """
+    backbone, d, n_classes = text_inputs(cfg, seed, device)
+    return run_text_methods(backbone, d, cfg, seed, n_classes)
+
+
+def average_runs(results: list[dict]) -> dict:
+    """Return the mean over repetitions of every number in `results` (dicts of `run_text` or the like).
+
+    Floats are averaged; tuples and lists of numbers (or of (x, y) pairs) element-wise; dicts of floats
+    (calibration) key by key. Anything else is taken from the first repetition.
+    """
+    if not results:
+        raise ValueError("no results to average")
+    out: dict = {}
+    for key, first in results[0].items():
+        values = [r[key] for r in results]
+        if isinstance(first, float | int) and not isinstance(first, bool):
+            out[key] = float(np.mean(values))
+        elif isinstance(first, dict) and all(isinstance(v, float) for v in first.values()):
+            out[key] = {k: float(np.mean([v[k] for v in values])) for k in first}
+        elif isinstance(first, tuple | list) and first and not isinstance(first[0], str):
+            try:
+                mean = np.mean(np.asarray(values, dtype=float), axis=0)
+            except ValueError:  # ragged (e.g. a norm path over different grids): keep the first
+                out[key] = first
+                continue
+            out[key] = type(first)(map(tuple, mean)) if mean.ndim == 2 else type(first)(mean.tolist())
+        else:
+            out[key] = first
+    return out
+
+
+def format_runs(res: dict, arms: Iterable[str]) -> str:
+    """Return a text table of the runs `arms` in `res`: accuracy, head norm, feature change, FT ratio, calibration."""
+    rows = [
+        f"{'run':>18} {'acc ID':>6} {'OOD':>6} {'||V||':>7} {'feat. chg':>9} {'FT ratio start>end':>18}"
+        f" {'T':>6} {'ECE -> TS':>13} {'MCE -> TS':>13}"
+    ]
+    for m in arms:
+        cal = res[f"cal_{m}"]
+        fc = f"{res[f'fc_{m}']:9.3f}" if f"fc_{m}" in res else f"{'-':>9}"
+        ratio = f"{res[f'ft_ratio_start_{m}']:8.3f} > {res[f'ft_ratio_{m}']:.3f}" if f"ft_ratio_{m}" in res else "-"
+        rows.append(
+            f"{m:>18} {res[f'acc_id_{m}']:6.3f} {res[f'acc_ood_{m}']:6.3f} {res[f'head_norm_{m}']:7.2f} {fc}"
+            f" {ratio:>18} {cal['T']:6.2f} {cal['ece']:6.3f}>{cal['ece_ts']:.3f} {cal['mce']:6.3f}>{cal['mce_ts']:.3f}"
+        )
+    return "\n".join(rows)
+
+
+TEXT_RUNS = ("LP", "FT", "LP-FT", "LP-FT (init norm)", "LoRA", "LP-LoRA")
+"""The runs of `run_text_methods`, in the order the chapter shows them."""

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev, vmap
+from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
 
 def select_params(model: nn.Module, names: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
@@ -134,6 +134,44 @@ def ntk_split(
     names = list(select_params(backbone, names))
     F = empirical_ntk(_Projected(backbone, head.weight), x1, x2, [f"backbone.{n}" for n in names])
     return P, F
+
+
+def split_apply(
+    backbone: nn.Module,
+    head: nn.Linear,
+    x: torch.Tensor,
+    delta: torch.Tensor,
+    names: Iterable[str] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (sum_i P(x_n, x_i) delta_i, sum_i F(x_n, x_i) delta_i), each (N, C), without forming P or F.
+
+    Explained in chapter lp-ft-ntk. These are the two parts of the first gradient step's logit change
+    (Prop. 4.1, Eq. 1). F's part is J (J^T delta) with J the Jacobian of x -> V phi(x) over the backbone
+    parameters `names` (all when None): one vector-Jacobian product, then one Jacobian-vector product,
+    so memory stays at one copy of the parameters even for a Transformer.
+    """
+    if not isinstance(head, nn.Linear):
+        raise TypeError(f"head must be an nn.Linear, got {type(head).__name__}")
+    if delta.shape != (x.shape[0], head.out_features):
+        raise ValueError(f"delta must have shape {(x.shape[0], head.out_features)}, got {tuple(delta.shape)}")
+    params = select_params(backbone, names)
+    rest = {k: v.detach() for k, v in backbone.named_parameters() if k not in params}
+    rest.update({k: v.detach() for k, v in backbone.named_buffers()})
+    V = head.weight.detach()
+
+    def f(p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return V phi(x), shape (N, C), as a function of the selected backbone parameters."""
+        return functional_call(backbone, {**rest, **p}, (x,)) @ V.T
+
+    with torch.no_grad():
+        phi = backbone(x)
+    # P(x_n, x_i) = (<phi(x_n), phi(x_i)> + 1) I_C
+    step_p = (phi @ phi.T + (1.0 if head.bias is not None else 0.0)) @ delta.to(phi.dtype)
+    out, pullback = vjp(f, params)
+    (g,) = pullback(delta.to(out.dtype))  # g = sum_i J(x_i)^T delta_i
+    # F(x_n, x_i) = J(x_n) J(x_i)^T, so sum_i F(x_n, x_i) delta_i = J(x_n) g
+    _, step_f = jvp(f, (params,), (g,))
+    return step_p, step_f.detach()
 
 
 def feature_ntk(

@@ -282,6 +282,79 @@ def _select(ranking: torch.Tensor, k: int, n_filters: int) -> torch.Tensor:
     return sel.scatter_(1, ranking[:, :k], 1.0)
 
 
+def _pruned_logits(model: nn.Module, x: torch.Tensor, masks: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Return the logits of `x` with each example's selected filters (0/1 masks (B, out)) pruned.
+
+    Zeroing a filter's weights makes its pre-activation equal to its bias, so every conv output channel
+    that is selected for an example is replaced by the bias in a forward hook: one batched pass instead
+    of a copy of the weights per example.
+    """
+    hooks = []
+    for name, conv in conv_layers(model):
+        keep = 1.0 - masks[f"{name}.weight"][:, :, None, None]
+        bias = torch.zeros(conv.out_channels, device=x.device) if conv.bias is None else conv.bias.detach()
+
+        def hook(module, inputs, out, keep=keep, bias=bias):
+            return out * keep + (1.0 - keep) * bias[None, :, None, None]
+
+        hooks.append(conv.register_forward_hook(hook))
+    try:
+        return model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def edit_many(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    rankings: dict[str, torch.Tensor],
+    ks: tuple[int, ...],
+    *,
+    mode: str = "prune",
+    lr: float = 0.05,
+    batch: int = 128,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Return `edit_and_evaluate`'s result for each ranking of `rankings` (the per-example gradients of
+    fine-tuning are computed once for all of them)."""
+    if mode not in ("prune", "finetune"):
+        raise ValueError(f"mode must be 'prune' or 'finetune', got {mode!r}")
+    for name, ranking in rankings.items():
+        if ranking.shape[0] != X.shape[0]:
+            raise ValueError(f"ranking {name!r} has {ranking.shape[0]} rows for {X.shape[0]} examples")
+    device = next(model.parameters()).device
+    model.eval()
+    weights = {k: v.detach() for k, v in _conv_weights(model).items()}
+    fixed = {k: v.detach() for k, v in model.named_parameters()}
+
+    def logits(w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, {**fixed, **w}, (x.unsqueeze(0),))[0]
+
+    res = {name: {key: np.zeros(len(ks)) for key in ("corrected", "drop_incorrect")} for name in rankings}
+    for i in range(0, X.shape[0], batch):
+        xb, yb = X[i : i + batch].to(device), y[i : i + batch].to(device)
+        with torch.no_grad():
+            p0 = F.softmax(model(xb), -1)
+        wrong = p0.argmax(-1)
+        rows = torch.arange(xb.shape[0], device=device)
+        g = per_example_grads(model, xb, yb) if mode == "finetune" else None
+        for name, ranking in rankings.items():
+            for j, k in enumerate(ks):
+                masks = _layer_masks(model, _select(ranking[i : i + batch], k, ranking.shape[1]).to(device))
+                with torch.no_grad():
+                    if mode == "prune":  # theta_i = 0 on the selected filters
+                        p1 = F.softmax(_pruned_logits(model, xb, masks), -1)
+                    else:  # one step: theta_i - lambda * grad_{theta_i} L(f_theta, x, y) on the selected filters
+                        edited = {
+                            n: w.unsqueeze(0) - lr * g[n] * masks[n][:, :, None, None, None] for n, w in weights.items()
+                        }
+                        p1 = F.softmax(vmap(logits)(edited, xb), -1)
+                res[name]["corrected"][j] += float((p1.argmax(-1) == yb).sum())
+                res[name]["drop_incorrect"][j] += float((p0[rows, wrong] - p1[rows, wrong]).sum())
+    return {name: {key: val / X.shape[0] for key, val in r.items()} for name, r in res.items()}
+
+
 def edit_and_evaluate(
     model: nn.Module,
     X: torch.Tensor,
@@ -298,43 +371,9 @@ def edit_and_evaluate(
     `mode="prune"` zeroes the filters' weights; `mode="finetune"` takes one gradient step of size `lr` on
     the example's loss, on those filters only. Returns arrays over `ks`: `corrected` (fraction now
     classified correctly), `drop_incorrect` (mean drop of the confidence in the originally predicted
-    class).
+    class). `edit_many` does the same for several rankings at once.
     """
-    if mode not in ("prune", "finetune"):
-        raise ValueError(f"mode must be 'prune' or 'finetune', got {mode!r}")
-    if ranking.shape[0] != X.shape[0]:
-        raise ValueError(f"ranking has {ranking.shape[0]} rows for {X.shape[0]} examples")
-    device = next(model.parameters()).device
-    model.eval()
-    weights = {k: v.detach() for k, v in _conv_weights(model).items()}
-    fixed = {k: v.detach() for k, v in model.named_parameters()}
-
-    def logits(w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, {**fixed, **w}, (x.unsqueeze(0),))[0]
-
-    n_filters = ranking.shape[1]
-    res = {key: np.zeros(len(ks)) for key in ("corrected", "drop_incorrect")}
-    for i in range(0, X.shape[0], batch):
-        xb, yb = X[i : i + batch].to(device), y[i : i + batch].to(device)
-        with torch.no_grad():
-            p0 = F.softmax(model(xb), -1)
-        wrong = p0.argmax(-1)
-        g = per_example_grads(model, xb, yb) if mode == "finetune" else None
-        for j, k in enumerate(ks):
-            masks = _layer_masks(model, _select(ranking[i : i + batch], k, n_filters).to(device))
-            edited = {}
-            for name, w in weights.items():
-                m = masks[name][:, :, None, None, None]
-                if mode == "prune":
-                    edited[name] = w.unsqueeze(0) * (1.0 - m)
-                else:  # one step: theta_i - lambda * grad_{theta_i} L(f_theta, x, y) on the selected filters
-                    edited[name] = w.unsqueeze(0) - lr * g[name] * m
-            with torch.no_grad():
-                p1 = F.softmax(vmap(logits)(edited, xb), -1)
-            rows = torch.arange(xb.shape[0], device=device)
-            res["corrected"][j] += float((p1.argmax(-1) == yb).sum())
-            res["drop_incorrect"][j] += float((p0[rows, wrong] - p1[rows, wrong]).sum())
-    return {key: val / X.shape[0] for key, val in res.items()}
+    return edit_many(model, X, y, {"ranking": ranking}, ks, mode=mode, lr=lr, batch=batch)["ranking"]
 
 
 def plant_malicious_filter(

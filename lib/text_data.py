@@ -301,3 +301,37 @@ def load_glue(task: str, sha256: str | None = None, max_train: int | None = None
     va_x, va_y = splits["val"]
     ood_x, ood_y = (fallback.ood_x, fallback.ood_y) if task == "sst2" else ([], np.zeros(0, dtype=np.int64))
     return TextSplits(tr_x, tr_y, va_x, va_y, ood_x, ood_y, names, f"{task} (verified)")
+
+
+def _subsample(x: list[str], y: np.ndarray, n: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+    """Return at most `n` of the examples (x, y), drawn without replacement."""
+    idx = rng.permutation(len(x))[:n]
+    return [x[i] for i in idx], np.asarray(y)[idx]
+
+
+def load_text_task(
+    task: str = "project",
+    n_train: int = 200,
+    n_test: int = 200,
+    n_ood: int = 200,
+    label_noise: float = 0.05,
+    seed: int = 0,
+    sha256: str | None = None,
+) -> TextSplits:
+    """Return the splits of the text experiment: the project corpus, or a GLUE/SuperGLUE task.
+
+    Explained in chapter lp-ft-ntk. `task="project"` is `load_project_corpus`; `sst2`, `rte` or `cb` is
+    `load_glue(task, sha256)` with at most `n_train` / `n_test` / `n_ood` examples drawn (seeded) from its
+    train, dev and OOD splits (no label noise is added to real data). When the task falls back to the project
+    corpus (no checksum, no internet), the fallback has the requested sizes.
+    """
+    if task == "project":
+        return load_project_corpus(n_train, n_test, n_ood, label_noise, seed)
+    splits = load_glue(task, sha256=sha256)
+    if not splits.source.endswith("(verified)"):
+        return load_project_corpus(n_train, n_test, n_ood, label_noise, seed)
+    rng = np.random.default_rng(seed)
+    tr_x, tr_y = _subsample(splits.train_x, splits.train_y, n_train, rng)
+    te_x, te_y = _subsample(splits.test_x, splits.test_y, n_test, rng)
+    ood_x, ood_y = _subsample(splits.ood_x, splits.ood_y, n_ood, rng)
+    return TextSplits(tr_x, tr_y, te_x, te_y, ood_x, ood_y, splits.label_names, splits.source)

@@ -10,6 +10,7 @@ from lib.lpft import (
     DigitsTransferConfig,
     LinearHeadModel,
     LoRALinear,
+    TextConfig,
     add_lora,
     feature_change,
     ft_ratio,
@@ -18,11 +19,23 @@ from lib.lpft import (
     mlp_backbone,
     one_step_check,
     residuals,
+    run_digits_transfer,
+    run_text_methods,
     set_trainable,
     shift_and_noise,
     train,
+    tuned_copy,
 )
 from lib.ntk import empirical_ntk, ntk_split
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one torch thread is faster, and far faster on a shared machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def _model(seed=0, width=6, C=3):
@@ -166,3 +179,148 @@ def test_head_norm_gradient_matches_finite_differences():
             W[k] += s * u
             losses.append(float(Fn.cross_entropy(model.backbone(x).detach() @ W.T + model.head.bias.detach(), y)))
         assert g[k].item() == pytest.approx((losses[0] - losses[1]) / (2 * eps), rel=1e-5, abs=1e-9)
+
+
+def test_tuned_copy_starts_from_the_given_head_and_leaves_it_alone():
+    lp = _model(7)
+    with torch.no_grad():
+        lp.head.weight.mul_(30.0)
+    before = copy.deepcopy(lp)
+    seen = []
+    out = tuned_copy(lp, lambda m: seen.append(m.head.weight.detach().clone()))
+    assert torch.equal(seen[0], lp.head.weight) and torch.equal(out.head.bias, lp.head.bias)
+    x, y = _data()
+    set_trainable(lp, "ft")
+    tuned = tuned_copy(lp, lambda m: train(m, x, y, steps=3, lr=0.1))
+    assert not torch.equal(tuned.head.weight, lp.head.weight)
+    assert all(torch.equal(a, b) for a, b in zip(before.parameters(), lp.parameters(), strict=True))
+
+
+def _tiny_digits(**kw):
+    base = dict(width=8, depth=1, pretrain_steps=5, n_train=40, n_val=30, lp_steps=30, ft_steps=0, head_scales=(1.0,))
+    return DigitsTransferConfig.for_profile("quick", show=False, **{**base, **kw})
+
+
+def test_digits_lp_ft_starts_from_the_lp_head():
+    # with no FT step, LP-FT is LP: same head, same predictions, no feature change
+    res = run_digits_transfer(_tiny_digits(), seed=0)
+    assert res["head_norm_lpft"] == res["head_norm_lp"] > 2 * res["head_norm_init"]
+    assert res["acc_id_LP-FT"] == res["acc_id_LP"] and res["fc_LP-FT"] == 0.0
+    assert res["cal_LP-FT"] == res["cal_LP"]
+
+
+def _text_split(seed=0, n=40, d_in=4, C=2):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d_in, C, generator=g)
+    out = {}
+    for split, m in (("train", n), ("val", 30), ("test", 30), ("ood", 20)):
+        x = torch.randn(m, d_in, generator=g)
+        out[f"x_{split}"], out[f"y_{split}"] = x, (x @ w + 0.7 * torch.randn(m, C, generator=g)).argmax(1)
+    return out
+
+
+def _tiny_text(**kw):
+    base = dict(n_ntk=12, ft_steps=0, batch_size=8, ft_lr=0.05, lpft_lr=0.02, lp_cv=3)
+    return TextConfig.for_profile("quick", show=False, **{**base, **kw})
+
+
+def test_text_methods_lp_is_cross_validated_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+
+    torch.manual_seed(0)
+    backbone = mlp_backbone(4, 6, 1)
+    d = _text_split()
+    res = run_text_methods(backbone, d, _tiny_text(), seed=0, keep_models=True)
+    lp = res["models"]["LP"]
+    feats = backbone(d["x_train"]).detach().double().numpy()
+    ref = LogisticRegression(C=res["lp_C"], max_iter=5000).fit(feats, d["y_train"].numpy())
+    probs = lp(d["x_test"]).softmax(1).detach().double().numpy()
+    ref_probs = ref.predict_proba(backbone(d["x_test"]).detach().double().numpy())
+    assert abs(probs - ref_probs).max() < 1e-2  # two L-BFGS fits of one objective, each to tol 1e-4
+    norms = [n for _, n in res["lp_norm_path"]]  # the L2 solution's norm grows with C = 1 / strength
+    assert all(b >= a - 1e-6 for a, b in zip(norms, norms[1:])) and norms[-1] > 5 * norms[0]
+    # no FT step: LP-FT is LP; the ablation arm has the LP head's direction and the initial norm
+    assert res["head_norm_LP-FT"] == res["head_norm_lp"] and res["acc_id_LP-FT"] == res["acc_id_LP"]
+    assert res["head_norm_LP-FT (init norm)"] == pytest.approx(res["head_norm_init"], rel=1e-5)
+    assert max(res["norm_grad_lp"]) < 0  # at the regularised optimum CE still pushes the norm up
+
+
+def test_text_methods_ft_ratio_is_taken_at_the_trained_model():
+    torch.manual_seed(1)
+    backbone = mlp_backbone(4, 6, 1)
+    d = _text_split(1, C=3)
+    res = run_text_methods(backbone, d, _tiny_text(ft_steps=25), seed=1, n_classes=3, keep_models=True)
+    x, y = d["x_train"][:12], d["y_train"][:12]
+    for name in ("FT", "LP-FT", "LP-FT (init norm)"):
+        model = res["models"][name]
+        P, F = ntk_split(model.backbone, model.head, x)
+        with torch.no_grad():
+            delta = residuals(model(x), y)
+        assert res[f"ft_ratio_{name}"] == pytest.approx(ft_ratio(P, F, delta)[0], rel=1e-4)
+        assert res[f"ft_ratio_{name}"] != pytest.approx(res[f"ft_ratio_start_{name}"], rel=1e-3)
+    assert res["fc_FT"] > 0 and res["head_norm_LP-FT"] != res["head_norm_lp"]
+
+
+class _FakeTokenizer:
+    """Maps each word to an id in [5, 50) by its characters; pads with 0 (enough for a tiny BERT)."""
+
+    def __call__(self, texts, padding=True, truncation=True, max_length=64, return_tensors="pt"):
+        ids = [[5 + sum(map(ord, w)) % 45 for w in t.split()][:max_length] for t in texts]
+        L = max(map(len, ids))
+        return {
+            "input_ids": torch.tensor([r + [0] * (L - len(r)) for r in ids]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (L - len(r)) for r in ids]),
+        }
+
+
+def test_a_glue_task_reaches_the_text_experiment(monkeypatch):
+    # a verified 3-class task without an OOD split, run on a tiny BERT: the splits, the class count and
+    # the empty OOD split go through `text_inputs` and `run_text_methods`
+    from transformers import BertConfig, BertModel
+
+    from lib import lpft, text_data
+
+    g = torch.Generator().manual_seed(0)
+    names = ("contradiction", "entailment", "neutral")
+    tr = ([f"premise {i} [SEP] hypothesis {i % 7}" for i in range(50)], torch.randint(0, 3, (50,), generator=g))
+    dev = ([f"dev premise {i} [SEP] no {i % 5}" for i in range(20)], torch.randint(0, 3, (20,), generator=g))
+    fake = text_data.TextSplits(*tr, *dev, [], torch.zeros(0, dtype=torch.long), names, "cb (verified)")
+    torch.manual_seed(0)
+    conf = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    conf._attn_implementation = "eager"  # forward-mode AD (the FT ratio) needs eager attention, as in load_minilm
+    bert = BertModel(conf, add_pooling_layer=False).eval()
+    monkeypatch.setattr(lpft, "load_minilm", lambda device: (_FakeTokenizer(), bert))
+    monkeypatch.setattr(text_data, "load_glue", lambda task, sha256=None: fake)
+    for top in (0, 1):
+        cfg = _tiny_text(task="cb", sha256="0" * 64, n_train=24, n_test=16, n_ood=10, top_layers=top, ft_steps=2)
+        backbone, d, n_classes = lpft.text_inputs(cfg, seed=0, device="cpu")
+        assert n_classes == 3 and d["x_train"].shape[0] == 24 and d["x_ood"].shape[0] == 0
+        assert d["x_val"].shape[0] == d["x_test"].shape[0] == 8
+        res = run_text_methods(backbone, d, cfg, seed=0, n_classes=n_classes)
+        assert res["acc_ood_LP-FT"] != res["acc_ood_LP-FT"]  # NaN: no OOD split
+        assert 0.0 <= res["acc_id_LP-FT"] <= 1.0
+
+
+def test_minilm_encoder_ignores_padding_columns_and_runs_under_vmap():
+    # dropping all-padding columns changes no feature; under vmap (the NTK) nothing is dropped
+    from transformers import BertConfig, BertModel
+
+    from lib.lpft import MiniLMEncoder
+    from lib.ntk import empirical_ntk
+
+    torch.manual_seed(0)
+    conf = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    conf._attn_implementation = "eager"
+    enc = MiniLMEncoder(BertModel(conf, add_pooling_layer=False).eval())
+    ids = torch.randint(1, 50, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 0]])
+    x = torch.stack([ids * mask, mask], dim=1)
+    padded = torch.cat([x, torch.zeros(3, 2, 4, dtype=torch.long)], dim=2)
+    with torch.no_grad():
+        assert torch.allclose(enc(padded), enc(x), atol=1e-6)
+        assert torch.allclose(enc(x[:1]), enc(x)[:1], atol=1e-6)
+    model = LinearHeadModel(enc, 8, 2)
+    theta = empirical_ntk(model, padded, names=["head.weight"])
+    with torch.no_grad():
+        phi = enc(x)
+    assert torch.allclose(theta[:, :, 0, 0], phi @ phi.T, atol=1e-5)

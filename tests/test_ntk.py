@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from lib.ntk import apply_kernel, empirical_ntk, feature_ntk, jacobian, kernel_matrix, ntk_split
+from lib.ntk import apply_kernel, empirical_ntk, feature_ntk, jacobian, kernel_matrix, ntk_split, split_apply
 
 
 def _small_net(seed: int = 0) -> tuple[nn.Module, nn.Module, nn.Linear]:
@@ -91,3 +91,21 @@ def test_kernel_helpers_and_errors():
         empirical_ntk(model, torch.randn(2, 3, dtype=torch.float64), names=["nope"])
     with pytest.raises(TypeError):
         ntk_split(backbone, nn.Identity(), torch.randn(2, 3, dtype=torch.float64))
+
+
+def test_split_apply_equals_the_kernels_applied_to_delta():
+    _, backbone, head = _small_net(5)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    delta = torch.randn(6, 2, dtype=torch.float64)
+    P, F = ntk_split(backbone, head, x)
+    step_p, step_f = split_apply(backbone, head, x, delta)
+    assert torch.allclose(step_p, apply_kernel(P, delta), atol=1e-12)
+    assert torch.allclose(step_f, apply_kernel(F, delta), atol=1e-12)
+    sub = ["2.weight", "2.bias"]  # a subset of the backbone parameters, as for LoRA
+    assert torch.allclose(
+        split_apply(backbone, head, x, delta, sub)[1],
+        apply_kernel(ntk_split(backbone, head, x, names=sub)[1], delta),
+        atol=1e-12,
+    )
+    with pytest.raises(ValueError):
+        split_apply(backbone, head, x, delta[:3])

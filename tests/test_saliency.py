@@ -167,6 +167,18 @@ def test_edit_and_evaluate_matches_explicit_edits(tiny, mode):
     assert res["corrected"][0] == pytest.approx(np.mean(corrected))
 
 
+def test_edit_many_equals_one_ranking_at_a_time(tiny):
+    model, X, y = tiny
+    n = filter_table(model)[1].numel()
+    rankings = {"a": sal.random_ranking(X.shape[0], n, seed=2), "b": sal.random_ranking(X.shape[0], n, seed=3)}
+    for mode in ("prune", "finetune"):
+        many = sal.edit_many(model, X, y, rankings, (1, 4), mode=mode, lr=0.5, batch=4)
+        for name, r in rankings.items():
+            one = sal.edit_and_evaluate(model, X, y, r, (1, 4), mode=mode, lr=0.5, batch=4)
+            for key in one:
+                np.testing.assert_allclose(many[name][key], one[key])
+
+
 def test_plant_malicious_filter_changes_only_that_filter(tiny):
     model, _, _ = tiny
     bad = sal.plant_malicious_filter(model, 5, kind="flip", scale=2.0)

@@ -65,6 +65,8 @@ def sync(source: Path) -> None:
 
 # A code cell: its fence line, then its options (`:key: value` lines or a `---` YAML block), then its code.
 CODE_CELL = re.compile(r"(```\{code-cell\}[^\n]*\n(?:(?::[^\n]*\n)+|---\n.*?\n---\n)?\n?)(.*?)(\n```)", re.DOTALL)
+# Python shown as text (solutions, autograder tests): ```python or ```{code-block} python with its options.
+CODE_BLOCK = re.compile(r"(```(?:python|\{code-block\} python)[^\n]*\n(?::[^\n]*\n)*\n?)(.*?)(\n```)", re.DOTALL)
 CELL_COLUMNS = 88  # code cells are read in a notebook column, narrower than lib's 120
 
 
@@ -112,8 +114,9 @@ def format_cell(code: str) -> str:
 
 
 def format_source(text: str) -> str:
-    """Return MyST notebook text with every code cell ruff-formatted."""
-    return CODE_CELL.sub(lambda m: m.group(1) + format_cell(m.group(2)) + m.group(3), text)
+    """Return MyST notebook text with every code cell and Python code block ruff-formatted."""
+    text = CODE_CELL.sub(lambda m: m.group(1) + format_cell(m.group(2)) + m.group(3), text)
+    return CODE_BLOCK.sub(lambda m: m.group(1) + format_cell(m.group(2)) + m.group(3), text)
 
 
 def main(argv: list[str] | None = None) -> int:

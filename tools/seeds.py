@@ -40,8 +40,6 @@ STUDY_MIN_SEEDS = 8  # a quick-profile threshold is read off at least this many 
 # "How robust is each claim" lists them, and the staleness test fails once an entry is no longer true.
 STUDY_PENDING: dict[str, str] = {
     "dyck-no-pe": "revised in this release; three claims have 7 of 8 seeds recorded",
-    "lp-ft-ntk": "its revision against the paper is still in progress",
-    "parameter-saliency-evt": "revised in this release; one claim has 7 of 8 seeds recorded",
 }
 
 

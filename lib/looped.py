@@ -1,0 +1,579 @@
+"""Looped transformers: one shared block run r times, with optional timestep modulation.
+
+Explained in chapter "Looped transformers" (`chapters/looped-transformers`), after Xu and Sato,
+"On Expressive Power of Looped Transformers: Theoretical Analysis and Enhancement via Timestep
+Encoding" (ICML 2025). Built on `lib.transformer` (its attention, MLP, norms and block are reused)::
+
+    x = W_E[idx] (+ P)                                   embedding, as in CausalTransformer
+    h_0 = x;  h_t = TF_t(h_{t-1})                        no input injection
+    h_0 = 0;  h_t = TF_t(h_{t-1} + x)                    with input injection
+    out = W_U Norm(h_r)
+
+where TF_t is the one shared block (`lib.transformer.Block`). Without modulation TF_t = TF for every
+loop t. With modulation (adaLN style, our zero-initialised variant of the paper's TMLT) the loop index
+t gives per-sublayer shifts beta, scales gamma and gates alpha::
+
+    h = h + (1 + alpha_1(t)) * Attn(Norm(h) * (1 + gamma_1(t)) + beta_1(t))
+    h = h + (1 + alpha_2(t)) * MLP(Norm(h) * (1 + gamma_2(t)) + beta_2(t))
+
+`modulation="timestep"`: (alpha, beta, gamma)(t) = W_out SiLU(W_2 SiLU(W_1 PE(t))), PE the sinusoid
+of `lib.transformer.sinusoidal_encoding`, W_out initialised at zero. `modulation="gains"`: the control
+with two learned scalars per loop, alpha_1(t) and alpha_2(t), and no shifts or scales. Both start at
+zero, so at initialisation the modulated model equals the plain looped one exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lib.config import Config
+from lib.progress import trange
+from lib.runtime import one_thread
+from lib.transformer import (
+    Block,
+    CausalTransformer,
+    TransformerConfig,
+    make_norm,
+    sinusoidal_encoding,
+    train_lm,
+)
+
+MODULATIONS = ("none", "gains", "timestep")
+
+
+@dataclass(frozen=True)
+class LoopedConfig:
+    """A looped transformer: the shared block's config, the readout size and the loop options."""
+
+    block: TransformerConfig  # n_layers is ignored: there is one block
+    n_out: int | None = None  # readout size; None: vocab_size (logits over tokens)
+    injection: bool = False  # h_t = TF(h_{t-1} + x) from h_0 = 0
+    modulation: str = "none"  # one of MODULATIONS
+    loops: int = 4  # r used when forward() is called without r
+    max_loops: int = 64  # largest r for modulation="gains" (one row per loop)
+    t_dim: int = 32  # width of the sinusoidal timestep encoding PE(t)
+
+    def __post_init__(self) -> None:
+        if self.modulation not in MODULATIONS:
+            raise ValueError(f"modulation must be one of {MODULATIONS}, got {self.modulation!r}")
+        if self.t_dim % 2:
+            raise ValueError(f"t_dim must be even (sine and cosine pairs), got {self.t_dim}")
+        for name in ("loops", "max_loops"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"LoopedConfig.{name} must be >= 1")
+
+
+class TimestepModulation(nn.Module):
+    """Loop index t -> (beta_1, gamma_1, alpha_1, beta_2, gamma_2, alpha_2)(t), each (d,); zero at init."""
+
+    def __init__(self, d: int, t_dim: int, max_loops: int):
+        super().__init__()
+        self.register_buffer("pe", sinusoidal_encoding(max_loops, t_dim), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(t_dim, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU())
+        self.out = nn.Linear(d, 6 * d)
+        nn.init.zeros_(self.out.weight)  # zero init: the modulated block starts as the plain block
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, t: int) -> tuple[Tensor, ...]:
+        """Return the six modulation vectors of loop t (0-based)."""
+        if t >= self.pe.shape[0]:  # beyond the table: compute the sinusoid for this t
+            pe = sinusoidal_encoding(t + 1, self.pe.shape[1], device=self.pe.device)[t]
+        else:
+            pe = self.pe[t]
+        return tuple(self.out(self.mlp(pe)).chunk(6))
+
+
+class LoopGains(nn.Module):
+    """Loop index t -> gates (alpha_1(t), alpha_2(t)): two learned scalars per loop, zero at init."""
+
+    def __init__(self, max_loops: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.zeros(max_loops, 2))
+
+    def forward(self, t: int) -> tuple[Tensor | float, ...]:
+        """Return (beta_1, gamma_1, alpha_1, beta_2, gamma_2, alpha_2) with no shifts or scales."""
+        if t >= self.alpha.shape[0]:
+            raise ValueError(f"loop {t} >= max_loops={self.alpha.shape[0]} of the per-loop gains")
+        return 0.0, 0.0, self.alpha[t, 0], 0.0, 0.0, self.alpha[t, 1]
+
+
+class LoopedTransformer(nn.Module):
+    """Token ids (B, T) -> outputs (B, T, n_out) after r loops of one shared block.
+
+    Explained in chapter looped-transformers. The parameter count does not depend on r.
+    """
+
+    def __init__(self, cfg: LoopedConfig):
+        super().__init__()
+        self.cfg = cfg
+        b = cfg.block
+        self.W_E = nn.Embedding(b.vocab_size, b.d_model)
+        self.P = nn.Embedding(b.max_len, b.d_model) if b.pos_enc == "learned" else None
+        self.block = Block(b)
+        self.norm_final = make_norm(b.norm, b.d_model)
+        self.W_U = nn.Linear(b.d_model, cfg.n_out or b.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        self.modulation: nn.Module | None = None
+        if cfg.modulation == "timestep":
+            self.modulation = TimestepModulation(b.d_model, cfg.t_dim, cfg.max_loops)
+        elif cfg.modulation == "gains":
+            self.modulation = LoopGains(cfg.max_loops)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise weight matrices N(0, init_std^2) and biases at zero, as CausalTransformer does."""
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=self.cfg.block.init_std)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def n_params(self) -> int:
+        """Return the number of trainable parameters (independent of r)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def embed(self, idx: Tensor) -> Tensor:
+        """Return x = W_E[idx] (+ P[t]): the embedding of `CausalTransformer.embed`."""
+        h = self.W_E(idx.long())
+        T = idx.shape[1]
+        if self.P is not None:
+            h = h + self.P(torch.arange(T, device=idx.device))
+        elif self.cfg.block.pos_enc == "sinusoidal":
+            h = h + sinusoidal_encoding(T, h.shape[-1], device=idx.device, dtype=h.dtype)
+        return h
+
+    def step(self, h: Tensor, t: int) -> Tensor:
+        """Return TF_t(h): one pass of the shared block, modulated by loop t when asked."""
+        if self.modulation is None:
+            return self.block(h)[0]
+        blk = self.block
+        b1, g1, a1, b2, g2, a2 = self.modulation(t)
+        # h <- h + (1 + alpha_1(t)) Attn(Norm(h) (1 + gamma_1(t)) + beta_1(t))
+        a, _ = blk.attn(blk.norm_attn(h) * (1 + g1) + b1)
+        h = h + (1 + a1) * a
+        if blk.mlp is not None:
+            # h <- h + (1 + alpha_2(t)) MLP(Norm(h) (1 + gamma_2(t)) + beta_2(t))
+            h = h + (1 + a2) * blk.mlp(blk.norm_mlp(h) * (1 + g2) + b2)
+        return h
+
+    def hidden(self, idx: Tensor, r: int | None = None) -> Tensor:
+        """Return the residual stream h_r (B, T, d) after r loops (default `cfg.loops`)."""
+        r = self.cfg.loops if r is None else r
+        if r < 1:
+            raise ValueError(f"the number of loops r must be >= 1, got {r}")
+        x = self.embed(idx)
+        h = torch.zeros_like(x) if self.cfg.injection else x
+        for t in range(r):
+            h = self.step(h + x if self.cfg.injection else h, t)
+        return h
+
+    def forward(self, idx: Tensor, r: int | None = None) -> Tensor:
+        """Return W_U Norm(h_r): logits or regression outputs (B, T, n_out)."""
+        return self.W_U(self.norm_final(self.hidden(idx, r)))
+
+
+def unroll(model: LoopedTransformer, r: int) -> CausalTransformer:
+    """Return a standard r-layer CausalTransformer whose every layer is a copy of the shared block.
+
+    For a plain looped model without injection it computes the same function at r loops, but its r
+    blocks are separate parameters (the test of weight sharing compares gradients with it).
+    """
+    if model.cfg.modulation != "none" or model.cfg.injection:
+        raise ValueError("unroll is defined for plain looped models without input injection")
+    b = model.cfg.block
+    deep = CausalTransformer(dataclasses.replace(b, n_layers=r))
+    deep.W_E.load_state_dict(model.W_E.state_dict())
+    if model.P is not None:
+        deep.P.load_state_dict(model.P.state_dict())
+    for blk in deep.blocks:
+        blk.load_state_dict(copy.deepcopy(model.block.state_dict()))
+    deep.norm_final.load_state_dict(model.norm_final.state_dict())
+    if deep.W_U.weight.shape != model.W_U.weight.shape:
+        raise ValueError("unroll needs n_out == vocab_size")
+    deep.W_U.load_state_dict(model.W_U.state_dict())
+    return deep.to(model.W_E.weight.dtype)
+
+
+def matched_d_ff(cfg: LoopedConfig, target_params: int) -> int:
+    """Return the d_ff at which the plain looped model of `cfg` has about `target_params` parameters."""
+    base = dataclasses.replace(cfg, modulation="none")
+    p0 = LoopedTransformer(base).n_params()
+    per_unit = 2 * cfg.block.d_model + (1 if cfg.block.bias else 0)  # W_1 column + W_2 row (+ bias)
+    return max(1, cfg.block.d_ff + round((target_params - p0) / per_unit))
+
+
+# ---------------------------------------------------------------- tasks with exact labels
+
+
+def memorisation_set(M: int, N: int, V: int, n_labels: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Return M distinct random sequences (M, N) over V tokens and a random label (M,) for each."""
+    if M > V**N:
+        raise ValueError(f"only {V**N} distinct sequences of length {N} over {V} tokens, asked for {M}")
+    codes = torch.randperm(V**N, generator=generator)[:M]
+    powers = V ** torch.arange(N - 1, -1, -1)
+    X = (codes[:, None] // powers) % V
+    y = torch.randint(0, n_labels, (M,), generator=generator)
+    return X, y
+
+
+def edit_distance(a: Tensor, b: Tensor, indel: int = 1, sub: int = 1) -> Tensor:
+    """Return the weighted edit distance (B,) between rows of a (B, n) and b (B, m) (dynamic programming).
+
+    D[i, j] = min(D[i-1, j] + indel, D[i, j-1] + indel, D[i-1, j-1] + sub * [a_i != b_j]).
+    """
+    B, n = a.shape
+    m = b.shape[1]
+    prev = torch.arange(m + 1).repeat(B, 1) * indel  # D[0, j] = j * indel
+    for i in range(1, n + 1):
+        cur = [torch.full((B,), i * indel)]
+        for j in range(1, m + 1):
+            diag = prev[:, j - 1] + sub * (a[:, i - 1] != b[:, j - 1]).long()
+            cur.append(torch.minimum(torch.minimum(prev[:, j] + indel, cur[j - 1] + indel), diag))
+        prev = torch.stack(cur, dim=1)
+    return prev[:, m]
+
+
+def lcs_length(a: Tensor, b: Tensor) -> Tensor:
+    """Return the length (B,) of a longest common subsequence of rows of a (B, n) and b (B, m).
+
+    L[i, j] = L[i-1, j-1] + 1 if a_i = b_j, else max(L[i-1, j], L[i, j-1]).
+    """
+    B, n = a.shape
+    m = b.shape[1]
+    prev = torch.zeros(B, m + 1, dtype=torch.long)
+    for i in range(1, n + 1):
+        cur = [torch.zeros(B, dtype=torch.long)]
+        for j in range(1, m + 1):
+            same = a[:, i - 1] == b[:, j - 1]
+            cur.append(torch.where(same, prev[:, j - 1] + 1, torch.maximum(prev[:, j], cur[j - 1])))
+        prev = torch.stack(cur, dim=1)
+    return prev[:, m]
+
+
+def edit_distance_task(
+    B: int, n: int, alphabet: int, generator: torch.Generator, indel: int = 2, sub: int = 3
+) -> tuple[Tensor, Tensor]:
+    """Return prompts (B, 2n + 2) = [a, SEP, b, SEP] and their edit distances (B,) as class labels.
+
+    Tokens 0..alphabet-1 are letters and token `alphabet` is SEP; the costs default to the paper's code
+    (insert/delete 2, substitute 3). Labels lie in [0, 2n * indel].
+    """
+    a = torch.randint(0, alphabet, (B, n), generator=generator)
+    b = torch.randint(0, alphabet, (B, n), generator=generator)
+    sep = torch.full((B, 1), alphabet)
+    return torch.cat([a, sep, b, sep], dim=1), edit_distance(a, b, indel, sub)
+
+
+# ---------------------------------------------------------------- targets with known moduli
+
+
+def sine_target(X: Tensor, k: float) -> Tensor:
+    """Return f(X)_n = sin(2 pi k (x_n + mean_m x_m) / 2) for tokens x in [0, 1] of X (B, N)."""
+    return torch.sin(torch.pi * k * (X + X.mean(-1, keepdim=True)))
+
+
+def sine_moduli(k: float, N: int, delta: float) -> dict[str, float]:
+    """Return the sequence, contextual and token moduli of `sine_target` at scale delta (p = inf, d = 1).
+
+    |d f_n / d x_n| = pi k (1 + 1/N) and |d f_n / d x_m| = pi k / N (m != n), each capped at the range 2.
+    """
+    tok = min(torch.pi * k * (1 + 1 / N) * delta, 2.0)
+    cont = min(torch.pi * k / N * (N - 1) ** 0.5 * delta, 2.0)  # Cauchy-Schwarz over the N - 1 others
+    seq = min(torch.pi * k * ((1 + 1 / N) ** 2 + (N - 1) / N**2) ** 0.5 * delta, 2.0)
+    return {"sequence": float(seq), "contextual": float(cont), "token": float(tok)}
+
+
+def theorem_delta(r: int | Tensor, N: int, d: int) -> Tensor:
+    """Return the theorem's scale delta = ((r - N) / 2)^(-1 / ((N + 1) d + 1)) for r > N (inf otherwise)."""
+    r = torch.as_tensor(r, dtype=torch.float64)
+    out = ((r - N) / 2).clamp_min(0) ** (-1.0 / ((N + 1) * d + 1))
+    return torch.where(r > N, out, torch.full_like(out, float("inf")))
+
+
+# ---------------------------------------------------------------- experiments
+
+
+@dataclass(frozen=True)
+class MemoriseConfig(Config):
+    """Memorisation of random labels by one shared block looped r times (Experiment 2)."""
+
+    M: int = 1024  # sequences to memorise
+    N: int = 4  # tokens per sequence
+    V: int = 16  # vocabulary
+    n_labels: int = 16  # random labels
+    d: int = 16  # width
+    heads: int = 2
+    d_ff: int = 64
+    loops: tuple[int, ...] = (1, 2, 4, 8)
+    arms: tuple[str, ...] = ("none", "gains", "timestep", "wide")  # wide: plain, d_ff matched
+    arm_loops: int = 4  # r at which the control arms (gains, wide) are trained
+    steps: int = 600
+    batch: int = 256
+    lr: float = 3e-3
+    PRESETS = {
+        "quick": {"loops": (1, 4), "steps": 500},
+        "full": {"M": 2048, "loops": (1, 2, 4, 8, 16), "steps": 3000, "arm_loops": 8},
+    }
+
+    def looped(self, modulation: str = "none", d_ff: int | None = None, loops: int = 4) -> LoopedConfig:
+        """Return the looped model's config for one arm."""
+        block = TransformerConfig(
+            vocab_size=self.V,
+            d_model=self.d,
+            n_heads=self.heads,
+            max_len=self.N,
+            d_ff=self.d_ff if d_ff is None else d_ff,
+            norm="rms",
+            init_std=0.1,
+        )
+        return LoopedConfig(block, n_out=self.n_labels, modulation=modulation, loops=loops, max_loops=64)
+
+
+def accuracy_last(model: nn.Module, X: Tensor, y: Tensor, r: int | None = None, chunk: int = 4096) -> float:
+    """Return the accuracy of the prediction at the last position of X (M, N) against y (M,)."""
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for s in range(0, len(X), chunk):
+            out = model(X[s : s + chunk], r) if r is not None else model(X[s : s + chunk])
+            hits += int((out[:, -1].argmax(-1) == y[s : s + chunk]).sum())
+    return hits / len(X)
+
+
+@one_thread
+def train_memorise(model: LoopedTransformer, X: Tensor, y: Tensor, cfg: MemoriseConfig, seed: int) -> list[float]:
+    """Train `model` (at its default r) on the memorisation set by minibatch AdamW; return the losses."""
+    gen = torch.Generator().manual_seed(seed)
+    dev = model.W_E.weight.device
+    X, y = X.to(dev), y.to(dev)
+    full = cfg.batch >= len(X)  # full-batch training when the batch covers the set
+    B = len(X) if full else cfg.batch
+    mask = torch.zeros(B, X.shape[1], dtype=torch.bool, device=dev)
+    mask[:, -1] = True
+    idx_all = torch.randint(0, len(X), (cfg.steps, B), generator=gen).to(dev)
+    targets = torch.zeros(len(X), X.shape[1], dtype=torch.long, device=dev)
+    targets[:, -1] = y
+
+    def batch(step: int) -> tuple[Tensor, Tensor, Tensor]:
+        if full:
+            return X, targets, mask
+        i = idx_all[step]
+        return X[i], targets[i], mask
+
+    return train_lm(model, batch, cfg.steps, lr=cfg.lr, desc=f"memorise r={model.cfg.loops}")
+
+
+def run_memorisation(cfg: MemoriseConfig, seed: int, device: torch.device | str = "cpu") -> dict:
+    """Train every (arm, r) of Experiment 2; return accuracies, parameter counts and losses."""
+    X, y = memorisation_set(cfg.M, cfg.N, cfg.V, cfg.n_labels, torch.Generator().manual_seed(seed))
+    target = LoopedTransformer(cfg.looped("timestep")).n_params()
+    wide_ff = matched_d_ff(cfg.looped(), target)
+    runs = [("none", r) for r in cfg.loops]
+    runs += [
+        (arm, r) for arm in cfg.arms if arm != "none" for r in cfg.loops if arm == "timestep" or r == cfg.arm_loops
+    ]
+    acc, params, losses = {}, {}, {}
+    for k, (arm, r) in enumerate(runs):
+        torch.manual_seed(seed * 1000 + k)
+        mod, d_ff = ("none", wide_ff) if arm == "wide" else (arm, None)
+        model = LoopedTransformer(cfg.looped(mod, d_ff, loops=r)).to(device)
+        losses[(arm, r)] = train_memorise(model, X, y, cfg, seed * 1000 + k)
+        acc[(arm, r)] = accuracy_last(model, X.to(device), y.to(device))
+        params[arm] = model.n_params()
+    return {"acc": acc, "params": params, "losses": losses, "wide_d_ff": wide_ff}
+
+
+@dataclass(frozen=True)
+class RateConfig(Config):
+    """Approximation error against the number of loops for a smooth and a rough target (Experiment 3)."""
+
+    N: int = 4  # tokens per sequence (the theorem's N)
+    V: int = 32  # grid of token values x = v / (V - 1)
+    ks: tuple[float, ...] = (1.0, 4.0)  # frequencies: smooth, rough
+    d: int = 32
+    heads: int = 2
+    d_ff: int = 64
+    loops: tuple[int, ...] = (1, 2, 4, 8)
+    steps: int = 400
+    batch: int = 256
+    lr: float = 3e-3
+    n_test: int = 4096
+    PRESETS = {
+        "quick": {"loops": (1, 4), "steps": 250, "batch": 128},
+        "full": {"d": 64, "d_ff": 256, "loops": (1, 2, 4, 8, 16), "steps": 4000},
+    }
+
+    def looped(self, loops: int) -> LoopedConfig:
+        """Return the looped regression model's config: no positions, bidirectional, one output per token."""
+        block = TransformerConfig(
+            vocab_size=self.V,
+            d_model=self.d,
+            n_heads=self.heads,
+            max_len=self.N,
+            pos_enc="none",
+            causal=False,
+            d_ff=self.d_ff,
+            norm="rms",
+            init_std=0.1,
+        )
+        return LoopedConfig(block, n_out=1, loops=loops)
+
+
+@one_thread
+def train_regression(model: LoopedTransformer, k: float, cfg: RateConfig, seed: int) -> tuple[list[float], float]:
+    """Train `model` on fresh batches of `sine_target` with frequency k; return losses and test error.
+
+    The test error is the mean squared error over a fixed test set divided by the target's variance.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    dev = model.W_E.weight.device
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    tokens = torch.randint(0, cfg.V, (cfg.steps + 1, cfg.batch, cfg.N), generator=gen)
+    test = torch.randint(0, cfg.V, (cfg.n_test, cfg.N), generator=gen).to(dev)
+    losses = []
+    model.train()
+    for step in trange(cfg.steps, desc=f"regression k={k:g} r={model.cfg.loops}"):
+        idx = tokens[step].to(dev)
+        loss = F.mse_loss(model(idx)[..., 0], sine_target(idx / (cfg.V - 1), k))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        y = sine_target(test / (cfg.V - 1), k)
+        err = float(F.mse_loss(model(test)[..., 0], y) / y.var())
+    return losses, err
+
+
+def run_rate(cfg: RateConfig, seed: int, device: torch.device | str = "cpu") -> dict:
+    """Train one looped model per (target, r) of Experiment 3; return normalised test errors."""
+    err, losses = {}, {}
+    for j, (k, r) in enumerate(itertools.product(cfg.ks, cfg.loops)):
+        torch.manual_seed(seed * 1000 + j)
+        model = LoopedTransformer(cfg.looped(r)).to(device)
+        losses[(k, r)], err[(k, r)] = train_regression(model, k, cfg, seed * 1000 + j)
+    return {"err": err, "losses": losses}
+
+
+@dataclass(frozen=True)
+class EditConfig(Config):
+    """Edit distance of two short strings: looped, looped + timestep, standard transformer (Experiment 4)."""
+
+    n: int = 4  # string length
+    alphabet: int = 3
+    d: int = 32
+    heads: int = 2
+    d_ff: int = 128
+    loops: tuple[int, ...] = (1, 4)
+    std_layers: int = 4  # layers of the standard (untied) transformer
+    steps: int = 300
+    batch: int = 128
+    lr: float = 1e-3
+    n_test: int = 2048
+    PRESETS = {
+        "quick": {},
+        "full": {"n": 8, "alphabet": 4, "d": 64, "d_ff": 256, "loops": (1, 4, 8, 16), "steps": 6000, "batch": 256},
+    }
+
+    def block(self, layers: int = 1) -> TransformerConfig:
+        """Return the block config (causal, sinusoidal positions, RMSNorm, as in the paper's code)."""
+        return TransformerConfig(
+            vocab_size=self.alphabet + 1,
+            d_model=self.d,
+            n_layers=layers,
+            n_heads=self.heads,
+            max_len=2 * self.n + 2,
+            pos_enc="sinusoidal",
+            d_ff=self.d_ff,
+            norm="rms",
+        )
+
+    @property
+    def n_classes(self) -> int:
+        """Return the number of possible distances (costs 2 and 3): 0..4n."""
+        return 4 * self.n + 1
+
+
+class Readout(nn.Module):
+    """A CausalTransformer whose unembedding is replaced by a readout of `n_out` classes."""
+
+    def __init__(self, cfg: TransformerConfig, n_out: int):
+        super().__init__()
+        self.tf = CausalTransformer(cfg)
+        self.tf.W_U = nn.Linear(cfg.d_model, n_out, bias=False)
+        nn.init.normal_(self.tf.W_U.weight, std=cfg.init_std)
+
+    def n_params(self) -> int:
+        """Return the number of trainable parameters."""
+        return self.tf.n_params()
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """Return outputs (B, T, n_out)."""
+        return self.tf(idx)
+
+
+@one_thread
+def run_edit_distance(cfg: EditConfig, seed: int, device: torch.device | str = "cpu") -> dict:
+    """Train looped (plain and timestep) models at each r and one standard transformer; return accuracies."""
+    gen = torch.Generator().manual_seed(seed)
+    X_test, y_test = edit_distance_task(cfg.n_test, cfg.n, cfg.alphabet, gen)
+    X_test, y_test = X_test.to(device), y_test.to(device)
+    arms = [(mod, r) for r in cfg.loops for mod in ("none", "timestep")] + [("standard", cfg.std_layers)]
+    acc, params = {}, {}
+    for k, (arm, r) in enumerate(arms):
+        torch.manual_seed(seed * 1000 + k)
+        if arm == "standard":
+            model = Readout(cfg.block(r), cfg.n_classes).to(device)
+        else:
+            model = LoopedTransformer(LoopedConfig(cfg.block(), cfg.n_classes, modulation=arm, loops=r)).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        model.train()
+        for _ in trange(cfg.steps, desc=f"edit distance {arm} r={r}"):
+            X, y = edit_distance_task(cfg.batch, cfg.n, cfg.alphabet, gen)
+            X, y = X.to(device), y.to(device)
+            loss = F.cross_entropy(model(X)[:, -1], y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            acc[(arm, r)] = float((model(X_test)[:, -1].argmax(-1) == y_test).float().mean())
+        params[(arm, r)] = model.n_params()
+    return {"acc": acc, "params": params}
+
+
+__all__ = [
+    "MODULATIONS",
+    "EditConfig",
+    "LoopGains",
+    "LoopedConfig",
+    "LoopedTransformer",
+    "MemoriseConfig",
+    "RateConfig",
+    "Readout",
+    "TimestepModulation",
+    "accuracy_last",
+    "edit_distance",
+    "edit_distance_task",
+    "lcs_length",
+    "matched_d_ff",
+    "memorisation_set",
+    "run_edit_distance",
+    "run_memorisation",
+    "run_rate",
+    "sine_moduli",
+    "sine_target",
+    "theorem_delta",
+    "train_memorise",
+    "train_regression",
+    "unroll",
+]

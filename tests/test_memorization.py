@@ -1,0 +1,169 @@
+"""Tests of lib.memorization against independent references (brute force, exact rationals, closed forms)."""
+
+import itertools
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from lib import memorization as mz
+
+
+def small(N=40, n=5, vocab=16, C=3, task="next-token", seed=0, d=4, R=16, M=2**20):
+    data = mz.random_dataset(N, n, vocab, C, task, seed)
+    X = mz.token_vectors(vocab, d, R, seed)
+    u = mz.projection(d, M, seed)
+    return data, X, u
+
+
+def test_dataset_sequences_are_distinct_multisets_and_seq2seq_labels_consistent():
+    data = mz.random_dataset(60, 4, 8, 2, "seq2seq", 1)
+    keys = {tuple(sorted(r)) for r in data.tokens.tolist()}
+    assert len(keys) == 60
+    for row, lab in zip(data.tokens.tolist(), data.labels.tolist(), strict=True):
+        for a, b in itertools.combinations(range(4), 2):
+            if row[a] == row[b]:
+                assert lab[a] == lab[b]
+    with pytest.raises(ValueError):
+        mz.random_dataset(10, 2, 2, 2, "next-token", 0)  # only 3 multisets exist
+
+
+def test_separation_matches_brute_force():
+    data, X, _ = small()
+    r, delta = mz.separation(X, data.tokens)
+    used = sorted(set(data.tokens.ravel().tolist()))
+    norms = [math.sqrt(sum(int(v) ** 2 for v in X[i])) for i in used]
+    dists = [
+        math.sqrt(sum((int(a) - int(b)) ** 2 for a, b in zip(X[i], X[j], strict=True)))
+        for i, j in itertools.combinations(used, 2)
+    ]
+    assert r == pytest.approx(max(norms), rel=1e-12)
+    assert delta == pytest.approx(min(dists), rel=1e-12)
+    assert delta >= 1  # distinct integer vectors
+
+
+def test_context_ids_are_n_times_the_uniform_attention_output():
+    data, X, u = small(N=12)
+    ids = mz.context_ids(data.tokens, X, u)
+    for row, i in zip(data.tokens.tolist(), ids.tolist(), strict=True):
+        # exact rational attention: weights 1/n each, value u^T x_t
+        mean = sum(Fraction(int(X[t] @ u), len(row)) for t in row)
+        assert mean * len(row) == i
+    # the same through softmax of equal scores (the attention layer with W_Q = W_K = 0)
+    q = (X.double() @ u.double())[data.tokens]  # (N, n)
+    A = torch.zeros(q.shape, dtype=torch.float64).softmax(-1)
+    assert torch.allclose((A * q).sum(1) * data.n, ids.double())
+
+
+def test_ids_pairwise_distinct_with_the_printed_minimum_gap():
+    data, X, u = small(N=50)
+    ids = mz.context_ids(data.tokens, X, u).tolist()
+    brute = min(abs(a - b) for a, b in itertools.combinations(ids, 2))
+    gap = mz.min_gap(ids)
+    print(f"minimum id gap {gap}")
+    assert gap == brute > 0
+    assert mz.min_gap([3, 7, 3]) == 0
+
+
+def test_ablation_without_attention_collides():
+    data, X, u = small(N=50, vocab=16)
+    last = mz.context_ids(data.tokens, X, u, mode="last")
+    assert len(set(last.tolist())) <= 16 < 50  # pigeonhole: ids of the last token alone
+    assert mz.min_gap(last) == 0
+
+
+@pytest.mark.parametrize("C,blocks", [(2, None), (3, None), (5, 3), (2, 40)])
+def test_bit_extraction_memorizes_every_label_exactly(C, blocks):
+    data, X, u = small(N=40, C=C)
+    ids = mz.context_ids(data.tokens, X, u)
+    net, p = mz.bit_extraction_memorizer(ids.tolist(), data.labels.tolist(), C, blocks)
+    assert net(ids.tolist()) == data.labels.tolist()
+    assert net.n_params() == mz.bit_extraction_param_count(p)
+    assert net.width() <= max(6, 2 * p.m - 1)
+    # the big weights hold a whole block: s (rho + b) bits (+1 for a sign)
+    assert p.word_bits - 1 <= net.max_bits() <= p.word_bits + 2
+
+
+def test_seq2seq_construction_memorizes_every_token_label():
+    data, X, u = small(N=25, n=4, C=2, task="seq2seq")
+    ids = mz.token_ids(data.tokens, X, u)
+    keys, labels = mz.unique_pairs(ids, data.labels)
+    net, _ = mz.bit_extraction_memorizer(keys, labels, 2)
+    out = net(ids.ravel().tolist())
+    assert out == data.labels.ravel().tolist()
+    with pytest.raises(ValueError):
+        mz.unique_pairs(torch.tensor([1, 1]), torch.tensor([0, 1]))
+
+
+def test_param_count_formula_equals_counted_parameters_on_many_plans():
+    rng = np.random.default_rng(0)
+    for N in (2, 3, 7, 16, 33):
+        ids = sorted(rng.choice(10_000, size=N, replace=False).tolist())
+        labels = rng.integers(0, 4, size=N).tolist()
+        for blocks in (None, 1, N):
+            net, p = mz.bit_extraction_memorizer(ids, labels, 4, blocks)
+            assert net.n_params() == mz.bit_extraction_param_count(p), (N, blocks)
+            assert net(ids) == labels
+
+
+def test_lookup_memorizer_and_its_count():
+    ids, labels = [0, 5, 6, 100], [1, 0, 2, 1]
+    net = mz.lookup_memorizer(ids, labels)
+    assert net(ids) == labels
+    assert net.n_params() == 9 * len(ids) + 1
+    assert net([1, 4, 99])[0] == 0  # between the points the output is 0
+
+
+def test_float64_breaks_the_exact_construction():
+    data, X, u = small(N=64, C=2)
+    ids = mz.context_ids(data.tokens, X, u).tolist()
+    net, _ = mz.bit_extraction_memorizer(ids, data.labels.tolist(), 2)
+    with np.errstate(all="ignore"):
+        out = mz.float_outputs(net, ids)
+    assert not np.array_equal(np.round(out), np.array(data.labels.tolist()))
+
+
+def test_bisection_finds_the_threshold_with_restarts():
+    assert mz.bisect_min_size(lambda w: w >= 13, 0, 64)[0] == 13
+    calls = {"n": 0}
+
+    def flaky(w):  # fits from 9 on, but only on every second try
+        calls["n"] += 1
+        return w >= 9 and calls["n"] % 2 == 0
+
+    assert mz.bisect_min_size(flaky, 0, 32, restarts=2)[0] == 9
+
+
+def test_loglog_slope_of_a_power_law():
+    x = [1, 2, 4, 8, 16]
+    assert mz.loglog_slope(x, [3 * v**0.5 for v in x]) == pytest.approx(0.5)
+
+
+def test_train_widths_fits_a_tiny_set_and_masks_widths():
+    data = mz.random_dataset(8, 3, 8, 2, "next-token", 0)
+    sw = mz.train_widths(data, [0, 4], d_model=8, steps=150, lr=3e-2, seed=0, eval_every=25)
+    assert sw.widths == [0, 4] and len(sw.final_acc) == 2
+    assert max(sw.final_acc) == 1.0
+    assert mz.min_fitting_width(sw) in (0, 4)
+    assert mz.n_params_at(data, 8, 4) - mz.n_params_at(data, 8, 0) == 2 * 8 * 4
+
+
+def test_min_width_search_grid_then_bisection(monkeypatch):
+    calls = []
+
+    def fake(data, widths, d_model, steps, lr, seed, device="cpu", desc=""):
+        calls.append(list(widths))
+        hit = [10 if w >= 5 else -1 for w in widths]
+        acc = [1.0 if w >= 5 else 0.9 for w in widths]
+        return mz.WidthSweep(list(widths), acc, hit, steps)
+
+    monkeypatch.setattr(mz, "train_widths", fake)
+    data = mz.random_dataset(8, 3, 8, 2, "next-token", 0)
+    coarse = mz.min_width_search(data, (0, 8, 64), 8, 10, 1e-2, 0, restarts=2)
+    assert coarse.min_width == 8 and calls[0] == [0, 0, 8, 8, 64, 64]
+    fine = mz.min_width_search(data, (0, 8, 64), 8, 10, 1e-2, 0, refine=True)
+    assert fine.min_width == 5 and fine.probes[5] == 1.0
+    none = mz.min_width_search(data, (0, 2), 8, 10, 1e-2, 0)
+    assert none.min_width == none.censored == 4
