@@ -162,8 +162,9 @@ def nhsic_paper(K: torch.Tensor, L: torch.Tensor, eps: float = 1e-5) -> torch.Te
     """Return the official code's normalised HSIC tr(R_K R_L), R = K~ (K~ + eps m I)^{-1}, K~ = K H.
 
     `K`, `L` are *uncentred* Gram matrices (e.g. `paper_gram`); K~ = K H is centred on one side only, as
-    in the repository. The value is not bounded by 1: for K = L it is sum_i (l_i / (l_i + eps m))^2
-    over the eigenvalues l_i of K H, about the number of eigenvalues above eps m. To compare many
+    in the repository, which gives the same trace as H K H (K H maps 1 to 0; tested). The value is not
+    bounded by 1: for K = L it is sum_i (l_i / (l_i + eps m))^2 over the eigenvalues l_i of K H, about
+    the number of eigenvalues above eps m. To compare many
     representations with one fixed K, compute `paper_projection` once and use `trace_product`.
     """
     # nHSIC = tr(R_K R_L)

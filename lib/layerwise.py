@@ -275,6 +275,36 @@ def train(
     return record
 
 
+def _schedule(cfg) -> dict:
+    """Return the `train` arguments that a plane or gap config fixes: epochs, lr, batch, n_captures."""
+    return {"epochs": cfg.epochs, "lr": cfg.lr, "batch": cfg.batch, "n_captures": cfg.captures}
+
+
+def train_arms(
+    spec: NetSpec,
+    data: tuple[torch.Tensor, torch.Tensor],
+    modes: Sequence[str],
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    *,
+    desc: str = "",
+    **train_kwargs,
+) -> dict[str, tuple[LayeredNet, TrainRecord]]:
+    """Train one network per mode, all from the same initialisation and on the same minibatches.
+
+    The network of every mode is built from `spec` after `torch.manual_seed(seed)`, so the arms differ only
+    in the training rule; `train_kwargs` go to `train` (epochs, lr, batch, probe, test, n_captures, ...).
+    Returns {mode: (trained net, its TrainRecord)}.
+    """
+    out = {}
+    for mode in modes:
+        torch.manual_seed(seed)  # the same initial network for every mode
+        net = build_net(spec).to(device)
+        record = train(net, *data, mode=mode, seed=seed, desc=f"{desc}, {mode}" if desc else mode, **train_kwargs)
+        out[mode] = (net, record)
+    return out
+
+
 def load_mnist1d(num_samples: int = 5000, seed: int = 42) -> tuple[torch.Tensor, ...]:
     """Return `(X_train, y_train, X_test, y_test)` of MNIST-1D (Greydanus & Kobak), generated locally.
 
@@ -475,27 +505,22 @@ def run_planes(cfg: PlaneConfig, seed: int = 0, device: torch.device | str = "cp
     probe = (Xho[: cfg.probe], yho[: cfg.probe])
     test = (Xho[cfg.probe :], yho[cfg.probe :])
     spec = NetSpec("mlp", Xtr.shape[1], (cfg.width,) * cfg.depth, num_classes=10)
-    out = {}
-    for mode in cfg.modes:
-        torch.manual_seed(seed)  # the same initial network for every mode
-        net = build_net(spec).to(device)
-        record = train(
-            net,
-            Xtr,
-            ytr,
-            mode=mode,
-            epochs=cfg.epochs,
-            lr=cfg.lr,
-            batch=cfg.batch,
-            seed=seed,
-            probe=probe,
-            test=test,
-            n_captures=cfg.captures,
-            paper_estimator=cfg.paper_estimator,
-            desc=f"digits MLP, {mode}",
-        )
-        out[mode] = {"record": record, "acc": record.test_acc[-1], "local_acc": local_accuracies(net, *test)}
-    return out
+    arms = train_arms(
+        spec,
+        (Xtr, ytr),
+        cfg.modes,
+        seed,
+        device,
+        probe=probe,
+        test=test,
+        paper_estimator=cfg.paper_estimator,
+        desc="digits MLP",
+        **_schedule(cfg),
+    )
+    return {
+        mode: {"record": rec, "acc": rec.test_acc[-1], "local_acc": local_accuracies(net, *test)}
+        for mode, (net, rec) in arms.items()
+    }
 
 
 def plane_summary(record: TrainRecord) -> dict[str, float]:
@@ -524,8 +549,8 @@ class GapConfig(Config):
     widths: tuple[int, ...] = (32,) * 8  # channels of the conv blocks
     pool_after: tuple[int, ...] = (2, 4, 6)  # blocks followed by 2x average pooling (40 -> 20 -> 10 -> 5)
     head: str = "gap"  # local heads: "gap" (global average pooling + linear) or "flatten" (as the official code)
-    epochs: int = 20  # passes over the training split
-    lr: float = 2e-3  # Adam learning rate
+    epochs: int = 12  # passes over the training split
+    lr: float = 3e-3  # Adam learning rate
     batch: int = 128  # minibatch (the paper's)
     repeats: int = 1  # seeds per run (seed, seed + 1, ...)
     modes: tuple[str, ...] = ("e2e", "layerwise", "deep_sup")  # arms
@@ -546,23 +571,18 @@ def run_gap(cfg: GapConfig, seed: int = 0, device: torch.device | str = "cpu") -
     spec = NetSpec("cnn1d", Xtr.shape[-1], cfg.widths, pool_after=cfg.pool_after, head=cfg.head)
     out: dict[str, list] = {mode: [] for mode in cfg.modes}
     for r in range(cfg.repeats):
-        for mode in cfg.modes:
-            torch.manual_seed(seed + r)
-            net = build_net(spec).to(device)
-            record = train(
-                net,
-                Xtr,
-                ytr,
-                mode=mode,
-                epochs=cfg.epochs,
-                lr=cfg.lr,
-                batch=cfg.batch,
-                seed=seed + r,
-                probe=probe,
-                test=(Xte, yte),
-                n_captures=cfg.captures,
-                desc=f"MNIST-1D CNN, {mode}",
-            )
+        arms = train_arms(
+            spec,
+            (Xtr, ytr),
+            cfg.modes,
+            seed + r,
+            device,
+            probe=probe,
+            test=(Xte, yte),
+            desc="MNIST-1D CNN",
+            **_schedule(cfg),
+        )
+        for mode, (net, record) in arms.items():
             out[mode].append(
                 {"acc": record.test_acc[-1], "local_acc": local_accuracies(net, Xte, yte), "record": record}
             )

@@ -170,3 +170,20 @@ def test_unbiased_hsic_needs_four_examples():
     K = torch.eye(3, dtype=DT)
     with pytest.raises(ValueError):
         hsic.hsic_unbiased(K, K)
+
+
+def test_one_sided_centring_gives_the_two_sided_value():
+    """K H and H K H share the block structure that makes tr(R_K R_L) equal: the official code's one-sided centring
+    is not a difference from the HSIC bottleneck's two-sided one (and a mutation between them is equivalent)."""
+    X, Z = _data(9, 3, seed=10), _data(9, 2, seed=11)
+    K, L = hsic.paper_gram(X).numpy(), hsic.paper_gram(Z).numpy()
+    m, eps = 9, 1e-5
+    H = np.eye(m) - 1.0 / m
+
+    def two_sided(G):
+        C = H @ G @ H
+        return C @ np.linalg.inv(C + eps * m * np.eye(m))
+
+    ref = np.trace(two_sided(K) @ two_sided(L))
+    got = float(hsic.nhsic_paper(torch.from_numpy(K), torch.from_numpy(L)))
+    assert got == pytest.approx(ref, rel=1e-7)

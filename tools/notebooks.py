@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,10 +72,21 @@ def chapter_numbers() -> dict[str, int]:
     return out
 
 
+TEX_ACCENTS = {"'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303"}
+
+
 def _clean_tex(text: str) -> str:
-    text = re.sub(r"\{\\['`^\"~]\s*\{?(\w)\}?\}", r"\1", text)  # {\'e} -> e
-    text = re.sub(r"\\['`^\"~]\{?(\w)\}?", r"\1", text)
+    """Return BibTeX text as plain Unicode: accents composed ({\\"o} -> ö), braces dropped, TeX dashes and quotes."""
+    accent = lambda m: m.group(2) + TEX_ACCENTS[m.group(1)]  # noqa: E731
+    text = re.sub(r"\{\\(['`^\"~])\s*\{?(\w)\}?\}", accent, text)  # {\'e} -> é
+    text = re.sub(r"\\(['`^\"~])\{?(\w)\}?", accent, text)
+    text = unicodedata.normalize("NFC", text)
     return text.replace("{", "").replace("}", "").replace("``", '"').replace("''", '"').replace("--", "–")
+
+
+def venue(ref: dict) -> str:
+    """Return " Venue." for a reference list entry, or "" when the entry has no venue."""
+    return f" {ref['venue']}." if ref["venue"] else ""
 
 
 def bibliography(path: Path | None = None) -> dict[str, dict]:
@@ -92,7 +104,10 @@ def bibliography(path: Path | None = None) -> dict[str, dict]:
         arxiv = re.search(r"arXiv[: ]\s*(\d{4}\.\d{4,5})", f.get("note", "") + " " + f.get("journal", ""))
         if not url and arxiv:
             url = f"https://arxiv.org/abs/{arxiv.group(1)}"
+        if not url and f.get("eprint"):  # an arXiv preprint (@misc with eprint)
+            url = f"https://arxiv.org/abs/{f['eprint']}"
         venue = f.get("booktitle") or f.get("journal") or f.get("institution") or ""
+        venue = venue or (f"arXiv:{f['eprint']}" if f.get("eprint") else "")
         names = ", ".join(_clean_tex(f"{' '.join(p.first_names)} {' '.join(p.last_names)}") for p in people)
         out[key] = {"short": short, "year": f.get("year", ""), "url": url, "title": _clean_tex(f.get("title", "")),
                     "venue": _clean_tex(venue), "names": names}  # fmt: skip
@@ -322,7 +337,7 @@ class Converter:
         for key in self.cited:
             ref = self.ctx.refs[key]
             link = f" <{ref['url']}>" if ref["url"] else ""
-            items.append(f"- {ref['names']} ({ref['year']}). *{ref['title']}*. {ref['venue']}.{link}")
+            items.append(f"- {ref['names']} ({ref['year']}). *{ref['title']}*.{venue(ref)}{link}")
         return "\n".join(items)
 
 
@@ -347,7 +362,7 @@ def how_to_cite(slug: str, ctx: Book, source: Path | None = None) -> str:
         link = f" {ref['url']}" if ref["url"] else ""
         lines += [
             "",
-            f"The paper it reproduces: {ref['names']} ({ref['year']}). *{ref['title']}*. {ref['venue']}.{link}",
+            f"The paper it reproduces: {ref['names']} ({ref['year']}). *{ref['title']}*.{venue(ref)}{link}",
         ]
     return "\n".join(lines)
 
