@@ -14,6 +14,17 @@ import pytest
 from tools import book
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one torch thread is faster, above all on a shared machine (restored afterwards)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @dataclass
 class BuiltBook:
     execute_code: int

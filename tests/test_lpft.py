@@ -28,14 +28,7 @@ from lib.lpft import (
 )
 from lib.ntk import empirical_ntk, ntk_split
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one torch thread is faster, and far faster on a shared machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(seed=0, width=6, C=3):
