@@ -1,6 +1,7 @@
 """tools/: cache keys, the report page, pair checks, and a failing chapter run beside a passing one."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,13 @@ def test_code_cell_formatting_fits_the_notebook_column():
     namespace: dict = {}
     exec(out, namespace)  # still the same program
     assert namespace["x"]["kappa"] == 10 and namespace["profile"] is None
+
+
+def test_tools_run_directly_use_the_projects_data_and_cache_as_make_does():
+    """`python -m tools.seeds` without make must not fall back to offline data the Makefile would not use."""
+    env = {k: v for k, v in os.environ.items() if k not in ("BOOK_DATA_DIR", "BOOK_CACHE_DIR")}
+    code = "import os; from tools import book; print(os.getenv('BOOK_DATA_DIR')); print(os.getenv('BOOK_CACHE_DIR'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=book.ROOT, env=env, capture_output=True, text=True)
+    data, cache = out.stdout.split("\n")[:2]
+    shared = book.ROOT.parent / "shared" / "data"
+    assert data == (str(shared) if shared.is_dir() else "None") and cache == str(book.BUILD / "cache")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import yaml
@@ -18,6 +19,13 @@ HTML = BUILD / "html"
 TOP_PAGES = ("intro.md", "notation.md", "bibliography.md", "instructors.md")
 ASSETS = ("_config.yml", "_toc.yml", "references.bib", "logo.png")
 GENERATED = ("reproducibility.md", "robustness.md")  # pages written at build time from the records
+
+# What the Makefile exports, also for the tools run directly (`python -m tools.seeds`, `tools.script`): the
+# datasets beside the project (../shared/data, see README "Data") and the project's cache, unless the caller
+# chose others. Without this, a study run by hand would quietly use the offline fallback data.
+if (ROOT.parent / "shared" / "data").is_dir():
+    os.environ.setdefault("BOOK_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+os.environ.setdefault("BOOK_CACHE_DIR", str(BUILD / "cache"))
 
 
 CPU_ONLY = {"using-this-book"}  # chapters whose full profile does not want a GPU
