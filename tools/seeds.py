@@ -38,9 +38,7 @@ REPORTS = book.ROOT / "reports"
 STUDY_MIN_SEEDS = 8  # a quick-profile threshold is read off at least this many seeds (lib/checks.py)
 # Chapters whose quick study has fewer than STUDY_MIN_SEEDS seeds recorded yet, with the reason. The book's page
 # "How robust is each claim" lists them, and the staleness test fails once an entry is no longer true.
-STUDY_PENDING: dict[str, str] = {
-    "dyck-no-pe": "revised in this release; three claims have 7 of 8 seeds recorded",
-}
+STUDY_PENDING: dict[str, str] = {}
 
 
 def record_path(profile: str) -> Path:
