@@ -29,6 +29,7 @@ def toy(path: Path, body: str) -> Path:
 FLAKY = (
     "import lib\nrun = lib.start(profile, seed)\n"
     "lib.check('toy seed is zero', seed, at_most=0)\nlib.check('toy seed', seed, at_least=0)\n"
+    "import os\nlib.check('toy cache', '/seeds/' in os.environ['BOOK_CACHE_DIR'], at_least=1)\n"
     "assert seed != 1, 'seed 1 breaks the toy'"
 )
 
@@ -64,7 +65,7 @@ def test_local_study_records_skips_and_reports_a_failing_seed(tmp_path):
     assert runs["flaky"]["1"]["status"] == "failed" and runs["flaky"]["0"]["status"] == "ok"  # ... the other kept
     # a claim that fails does not stop the seed: the claim after it is still recorded (BOOK_CLAIMS_DEFER)
     outcomes = {c["claim"]: c["outcome"] for c in runs["flaky"]["1"]["claims"]}
-    assert outcomes == {"toy seed is zero": "not reproduced", "toy seed": "reproduced"}, outcomes
+    assert outcomes == {"toy seed is zero": "not reproduced", "toy seed": "reproduced", "toy cache": "reproduced"}
     assert {s: r["status"] for s, r in runs["using-this-book"].items()} == {"0": "ok", "1": "ok"}
     row = runs["using-this-book"]["1"]
     assert row["seed"] == 1 and row["seconds"] > 0 and row["peak_memory_mb"] > 0 and row["commit"]

@@ -10,10 +10,12 @@ box), the `slurm` executor submits to a cluster with the partition, GPUs per job
 or from `[tool.book.slurm]` in `pyproject.toml`. Each job executes the chapter through the same papermill path
 as `tools/execute.py` (plain-script mode where Jupyter is absent), with the seed as the notebook parameter.
 
-Jobs are idempotent: a (chapter, seed) whose record is `ok` under the current cache key is not run again
-(`--force` re-runs it). A failed job is recorded with its cell and error line; the others finish. The record
-(`reports/seeds-<profile>.json`) is written under a file lock after every finished job, so an interrupted
-study (Ctrl-C) leaves every finished job recorded. The book renders it as the page "How robust is each claim".
+Every job computes from scratch, through a cache of the study's own (`_build/seeds/<profile>/cache`), never from
+results another run cached. Jobs are idempotent: a (chapter, seed) whose record is `ok` under the current cache key
+is not run again (`--force` re-runs it). A failed job is recorded with its cell and error line; the others finish.
+The record (`reports/seeds-<profile>.json`) is written under a file lock after every finished job, so an
+interrupted study (Ctrl-C) leaves every finished job recorded. The book renders it as the page "How robust is each
+claim".
 """
 
 from __future__ import annotations
@@ -113,6 +115,9 @@ def run_job(slug: str, source: str, profile: str, seed: int, timeout: int, threa
     from tools import execute
 
     work = book.BUILD / "seeds" / profile / f"seed-{seed}"
+    # A cache of the study's own: results cached by other runs (another thread count, another machine) would
+    # give values that a fresh run, as CI makes, does not reproduce.
+    os.environ["BOOK_CACHE_DIR"] = str(book.BUILD / "seeds" / profile / "cache")
     args = Namespace(profile=profile, seed=seed, timeout=timeout)
     try:
         import papermill  # noqa: F401
