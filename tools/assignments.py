@@ -275,14 +275,21 @@ def assign(slug: str, ctx: notebooks.Book | None = None, out: Path = OUT) -> Pat
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     nbformat.write(master_notebook(slug, ctx), folder / f"{slug}.ipynb")
-    proc = subprocess.run(
-        [_otter(), "assign", f"{slug}.ipynb", "dist"], cwd=folder, capture_output=True, text=True, timeout=900
-    )
-    log = proc.stdout + proc.stderr
-    (folder / "assign.log").write_text(log)
-    failed = re.findall(r"(?m)^.*(?:failed|Error|Traceback).*$", log)
-    if proc.returncode != 0 or failed:
-        raise SystemExit(f"error: otter assign failed for {slug} (see {folder / 'assign.log'}):\n" + log[-3000:])
+    # Two tries: a kernel started while another assignment's kernel starts can die in ZeroMQ ("Assertion failed:
+    # pfd.revents & POLLIN"), which has nothing to do with the chapter; a real failure fails twice.
+    for attempt in (1, 2):
+        shutil.rmtree(folder / "dist", ignore_errors=True)
+        proc = subprocess.run(
+            [_otter(), "assign", f"{slug}.ipynb", "dist"], cwd=folder, capture_output=True, text=True, timeout=900
+        )
+        log = proc.stdout + proc.stderr
+        (folder / f"assign{'' if attempt == 1 else '-2'}.log").write_text(log)
+        failed = re.findall(r"(?m)^.*(?:failed|Error|Traceback).*$", log)
+        if proc.returncode == 0 and not failed:
+            break
+    else:
+        where = folder / "assign-2.log"
+        raise SystemExit(f"error: otter assign failed twice for {slug} (see {where}):\n" + log[-3000:])
     embed_public_tests(folder / "dist" / "student")
     return folder
 
