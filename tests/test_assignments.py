@@ -42,9 +42,9 @@ def test_self_check_catches_a_wrong_solution_and_a_test_that_cannot_fail(monkeyp
     problems = assignments.self_check("using-this-book")
     assert problems == [
         "toy-ex-1: the solution fails test_double: AssertionError: double(2) should be 4",
-        "toy-ex-1: test_anything passes on the blank placeholder (it cannot fail)",
+        "toy-ex-1: test_anything passes on the student's blank (it cannot fail)",
     ], problems
-    assert assignments.placeholder(wrong.solution_code) == "def double(x):\n    ..."
+    assert assignments.blank(wrong.solution_code) == "def double(x):\n    ..."
 
 
 def test_instructors_overview_counts_the_questions():

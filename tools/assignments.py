@@ -141,13 +141,13 @@ def questions(slug: str, ctx: notebooks.Book | None = None) -> list[Question]:
     return list(found.values())
 
 
-def placeholder(code: str) -> str:
+def blank(code: str) -> str:
     """Return what the student starts from: each BEGIN/END SOLUTION block replaced by `...`, as otter does."""
     return re.sub(r"(?ms)^([ \t]*)# BEGIN SOLUTION\n.*?^[ \t]*# END SOLUTION[ \t]*$", r"\1...", code)
 
 
 def self_check(slug: str) -> list[str]:
-    """Run each autograded question's tests on its solution (all must pass) and on the student's placeholder
+    """Run each autograded question's tests on its solution (all must pass) and on the student's blank
     (none may pass), in this process, without otter; return the problems found (empty when all is well)."""
     code = [c for c in jupytext.read(book.chapter_source(slug)).cells if c.cell_type == "code"]
     params = next(i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", []))
@@ -157,7 +157,7 @@ def self_check(slug: str) -> list[str]:
             exec(cell.source, base)
     problems = []
     for q in (q for q in questions(slug) if q.autograded):
-        for version, solved in ((strip_solution_marks(q.solution_code), True), (placeholder(q.solution_code), False)):
+        for version, solved in ((strip_solution_marks(q.solution_code), True), (blank(q.solution_code), False)):
             space = dict(base)
             try:
                 exec(version, space)
@@ -178,7 +178,7 @@ def self_check(slug: str) -> list[str]:
                 if solved and not passed:
                     problems.append(f"{q.label}: the solution fails {name}: {why}")
                 if not solved and passed:
-                    problems.append(f"{q.label}: {name} passes on the blank placeholder (it cannot fail)")
+                    problems.append(f"{q.label}: {name} passes on the student's blank (it cannot fail)")
     return problems
 
 
