@@ -18,4 +18,16 @@ __all__ = [
     "seed_everything",
     "start",
 ]
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """Return the installed package's version (`pyproject.toml` is the one place it is written)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ml-theory-book-lib")
+    except PackageNotFoundError:  # lib imported from a checkout that was never installed
+        return "unknown"
+
+
+__version__ = _version()

@@ -22,26 +22,22 @@ import torch
 PROFILES = ("quick", "full")
 """`quick`: CPU, CI, Binder, free Colab (<= 180 s a chapter). `full`: one GPU, closer to the paper's scale."""
 
-_PROFILE_CHOICES = (*PROFILES, "auto")
 F = TypeVar("F", bound=Callable)
 _DEVICE_CHOICES = ("cpu", "cuda", "mps")
 
 
 def resolve_profile(profile: str | None = None) -> str:
-    """Return `quick` or `full`: the papermill parameter, then `BOOK_PROFILE`, then `auto`.
+    """Return `quick` or `full`: the papermill parameter, then `BOOK_PROFILE`, then `quick`.
 
-    `auto` means `full` where CUDA is present and `quick` elsewhere.
+    `quick` is the default on every device, a GPU included: `full` is always asked for explicitly.
     """
-    chosen = profile if profile not in (None, "") else os.environ.get("BOOK_PROFILE") or "auto"
+    chosen = profile if profile not in (None, "") else os.environ.get("BOOK_PROFILE") or "quick"
     chosen = str(chosen).strip().lower()
-    if chosen not in _PROFILE_CHOICES:
+    if chosen not in PROFILES:
         source = "the `profile` parameter" if profile not in (None, "") else "BOOK_PROFILE"
         raise ValueError(
-            f"Unknown profile {chosen!r} (from {source}); valid profiles are "
-            f"{', '.join(repr(p) for p in _PROFILE_CHOICES)}."
+            f"Unknown profile {chosen!r} (from {source}); valid profiles are {', '.join(repr(p) for p in PROFILES)}."
         )
-    if chosen == "auto":
-        return "full" if torch.cuda.is_available() else "quick"
     return chosen
 
 
@@ -139,6 +135,7 @@ class Run:
     commit: str
     torch_version: str
     python_version: str
+    chapter: str = ""
 
     @property
     def full(self) -> bool:
@@ -158,8 +155,19 @@ class Run:
         )
 
 
-def start(profile: str | None = None, seed: int = 0, *, quiet: bool = False) -> Run:
-    """Resolve profile and device, seed everything, set threads; print and return the `Run`."""
+_CURRENT: list[Run] = []
+
+
+def current() -> Run | None:
+    """Return the `Run` of the last `start` in this process (None before any)."""
+    return _CURRENT[-1] if _CURRENT else None
+
+
+def start(profile: str | None = None, seed: int = 0, *, chapter: str = "", quiet: bool = False) -> Run:
+    """Resolve profile and device, seed everything, set threads; print and return the `Run`.
+
+    `chapter` (the chapter's slug) lets its checks find their seed study where the runner does not say it.
+    """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {seed!r}")
     run = Run(
@@ -170,7 +178,9 @@ def start(profile: str | None = None, seed: int = 0, *, quiet: bool = False) -> 
         commit=git_commit(),
         torch_version=torch.__version__,
         python_version=platform.python_version(),
+        chapter=os.environ.get("BOOK_CHAPTER") or chapter,
     )
+    _CURRENT[:] = [run]
     seed_everything(seed)
     record_to = os.environ.get("BOOK_RUN_FILE")  # set by the book's runner, which reports it
     if record_to:

@@ -107,6 +107,73 @@ def cache_key(source: Path, profile: str, seed: int) -> str:
     return digest.hexdigest()
 
 
+def code_cells(source: Path) -> list[str]:
+    """Return the source of every code cell of a chapter (jupytext's reading of its MyST)."""
+    import jupytext
+
+    nb = jupytext.read(source)
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"]
+
+
+def _lib_imports(code: str) -> set[str]:
+    """Return the `lib` modules (`lib/x.py` names, `__init__` included) that `code` imports."""
+    import ast
+
+    lines = [ln for ln in code.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return {"__init__"}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 1:  # inside lib: from .x import y
+            names = [f"lib.{node.module}"] if node.module else [f"lib.{a.name}" for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "lib":
+                found.add("__init__")
+                if len(parts) > 1 and (ROOT / "lib" / f"{parts[1]}.py").exists():
+                    found.add(parts[1])
+    return found
+
+
+def lib_closure(code: str) -> list[Path]:
+    """Return the `lib` modules that `code` imports, transitively (what a chapter's results depend on)."""
+    todo, seen = list(_lib_imports(code)), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo += list(_lib_imports((ROOT / "lib" / f"{name}.py").read_text()) - seen)
+    return sorted(ROOT / "lib" / f"{name}.py" for name in seen)
+
+
+def study_key(source: Path, profile: str, seed: int) -> str:
+    """Return the key of a chapter's seed-study job: what its *code* depends on, not its prose.
+
+    It covers the chapter's code cells, the `lib` modules they import (transitively), `requirements.txt`, the
+    profile and the seed: a text edit does not stale a study, and a change to `lib/spn.py` stales only the
+    chapters that import it.
+    """
+    digest = hashlib.sha256()
+    cells = code_cells(source)
+    digest.update(json.dumps(cells).encode())
+    _hash_files(digest, [*lib_closure("\n".join(cells)), ROOT / "requirements.txt"])
+    digest.update(json.dumps([profile, seed]).encode())
+    return digest.hexdigest()
+
+
+def study_files(source: Path) -> list[Path]:
+    """Return the files a chapter's study key covers (refuse a study while one of them is uncommitted)."""
+    return [source, *lib_closure("\n".join(code_cells(source))), ROOT / "requirements.txt"]
+
+
 def load_report(path: Path = REPORT_FILE) -> dict:
     """Return the execution report (`{"chapters": {slug: row}}`), empty when there is none."""
     if path.exists():

@@ -1,7 +1,7 @@
 """Check or sync the pairs `chapters/<slug>.md` (MyST, the source of truth) -> `chapters/<slug>.ipynb` (Colab's).
 
 python -m tools.pairs check    # exit 1 when a pair disagrees or a committed notebook has outputs
-python -m tools.pairs sync     # rewrite each .ipynb from its .md (the source of truth), without outputs
+python -m tools.pairs sync [chapters/<slug>.md ...]   # rewrite each .ipynb from its .md, without outputs
 python -m tools.pairs format [chapters/<slug>.md ...]   # ruff-format every code cell of the MyST sources (88 columns)
 """
 
@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                 source.write_text(new)
             print(f"{'formatted' if new != text else 'unchanged'} {source}")
         return 0
-    if argv not in (["check"], ["sync"]):
+    if argv[:1] not in (["check"], ["sync"]) or (argv[0] == "check" and len(argv) > 1):
         print(__doc__, file=sys.stderr)
         return 2
-    sources = paired_sources()
-    if argv == ["sync"]:
+    sources = [Path(a) for a in argv[1:]] or paired_sources()
+    if argv[0] == "sync":
         for source in sources:
             sync(source)
             print(f"synced {source.name} -> {source.with_suffix('.ipynb').name}")

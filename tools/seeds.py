@@ -33,14 +33,16 @@ from argparse import Namespace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lib.checks import DEFER_ENV
+from lib import checks
+from lib.checks import DEFER_ENV, STUDY_MIN_SEEDS  # noqa: F401 (tools.report reads it here)
 from tools import book
 
 REPORTS = book.ROOT / "reports"
-STUDY_MIN_SEEDS = 8  # a quick-profile threshold is read off at least this many seeds (lib/checks.py)
+GPU_RECORD = REPORTS / "full-profile-gpu.json"
 # Chapters whose quick study has fewer than STUDY_MIN_SEEDS seeds recorded yet, with the reason. The book's page
 # "How robust is each claim" lists them, and the staleness test fails once an entry is no longer true.
 STUDY_PENDING: dict[str, str] = {}
+CLAIM_FIELDS = ("claim", "kind", "row", "value", "comparison", "null", "threshold", "outcome", "data")
 
 
 def record_path(profile: str) -> Path:
@@ -99,9 +101,7 @@ def slim(row: dict) -> dict:
     keep = ("chapter", "seed", "profile", "status", "seconds", "peak_memory_mb", "device", "threads", "commit")
     out = {k: row.get(k) for k in keep}
     out.update(torch=row.get("torch"), finished=row.get("finished"), key=row.get("key"))
-    out["claims"] = [
-        {k: c[k] for k in ("claim", "value", "comparison", "threshold", "outcome")} for c in row.get("claims", [])
-    ]
+    out["claims"] = [{k: c.get(k) for k in CLAIM_FIELDS} for c in row.get("claims", [])]
     if row.get("error"):
         out["error"] = row["error"]
     return out
@@ -130,8 +130,8 @@ def run_job(slug: str, source: str, profile: str, seed: int, timeout: int, threa
         scripted.parent.mkdir(parents=True, exist_ok=True)
         scripted.write_text(script.to_script(Path(source), seed))
         row = script.run_script(scripted, slug, profile, None, None)
-        row.update(seed=seed, commit=execute.git_commit(), key=book.cache_key(Path(source), profile, seed))
-    row["seed"] = seed
+        row.update(seed=seed, commit=execute.git_commit())
+    row.update(seed=seed, key=book.study_key(Path(source), profile, seed))
     return slim(row)
 
 
@@ -163,8 +163,25 @@ def make_executor(kind: str, folder: Path, opts: Namespace):
     return executor
 
 
+def dirty_files(chapters: list[tuple[str, Path]]) -> list[str]:
+    """Return the files of the chapters' study keys that differ from the commit (a study refuses them)."""
+    import subprocess
+
+    files = sorted({str(p.relative_to(book.ROOT)) for _, source in chapters for p in book.study_files(source)})
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--", *files], cwd=book.ROOT, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        return []  # not a git checkout (an unpacked release): nothing to compare with
+    return [line[3:] for line in out.stdout.splitlines() if line.strip()]
+
+
 def local_slots(profile: str, jobs: int) -> tuple[list[int | None], int]:
-    """Return the job slots of this machine (a GPU index each, or None on a CPU) and threads per job."""
+    """Return the job slots of this machine (a GPU index each, or None on a CPU) and threads per job.
+
+    On a CPU every job gets one thread, as CI's runner gives each chapter on its two cores: a value that depends
+    on the order of floating-point sums (some do, by a lot) is then the value CI computes.
+    """
     gpus = 0
     if os.environ.get("BOOK_DEVICE", "") in ("", "cuda"):
         with contextlib.suppress(ImportError):
@@ -176,7 +193,7 @@ def local_slots(profile: str, jobs: int) -> tuple[list[int | None], int]:
         n = min(jobs or gpus, gpus)
         return list(range(n)), max(1, cores // n)
     n = max(1, jobs or cores)
-    return [None] * n, max(1, cores // n)
+    return [None] * n, 1
 
 
 def _status(done: int, running: int, failed: int, total: int) -> str:
@@ -197,10 +214,15 @@ def study(
                 not opts.force
                 and old
                 and old.get("status") == "ok"
-                and old.get("key") == book.cache_key(source, opts.profile, seed)
+                and old.get("key") == book.study_key(source, opts.profile, seed)
             ):
                 continue
             todo.append((slug, source, seed))
+    dirty = dirty_files(sorted({(slug, source) for slug, source, _ in todo}))
+    if dirty and not opts.allow_dirty:
+        raise SystemExit(
+            "error: a study runs on committed code (its record names the commit); commit or stash: " + ", ".join(dirty)
+        )
     skipped = len(chapters) * len(seeds) - len(todo)
     print(f"seed study: {len(todo)} job(s) to run, {skipped} already recorded under the current cache key", flush=True)
     if not todo:
@@ -246,9 +268,9 @@ def study(
                     err = row.get("error") or {}
                     print(f"FAILED {slug} seed {seed}: cell {err.get('cell_index')}: {err.get('line')}", flush=True)
                 else:
-                    passed = sum(c["outcome"] == "reproduced" for c in row["claims"])
-                    checked = sum(c["outcome"] != "skipped" for c in row["claims"])
-                    print(f"ok     {slug} seed {seed}: {row['seconds']} s, claims {passed}/{checked}", flush=True)
+                    held = sum(c["outcome"] == "holds" for c in row["claims"])
+                    ran = sum(c["outcome"] != "not run" for c in row["claims"])
+                    print(f"ok     {slug} seed {seed}: {row['seconds']} s, checks holding {held}/{ran}", flush=True)
                 print(_status(len(rows), len(running), failed, len(todo)), flush=True)
     except KeyboardInterrupt:
         for job in running:
@@ -260,7 +282,11 @@ def study(
 
 
 def summary(record: dict, slugs: list[str] | None = None) -> list[dict]:
-    """Return one row per (chapter, claim): seeds passing / studied, smallest and largest value, threshold."""
+    """Return one row per (chapter, check) of a study: its kind and row, values by seed, seeds holding, threshold.
+
+    The threshold and the seed counts are re-derived from the values and the check's null by `lib.checks`
+    (the recorded outcome was judged against whatever threshold the chapter had when the study ran).
+    """
     out = []
     for slug, runs in record["runs"].items():
         if slugs and slug not in slugs:
@@ -270,23 +296,94 @@ def summary(record: dict, slugs: list[str] | None = None) -> list[dict]:
             for c in row.get("claims", []):
                 by_claim.setdefault(c["claim"], []).append({**c, "seed": int(seed)})
         for claim, cs in by_claim.items():
-            checked = [c for c in cs if c["outcome"] != "skipped"]
-            values = [c["value"] for c in cs]
+            last = cs[-1]
+            measured = {c["seed"]: c["value"] for c in cs if c.get("outcome") != "not run" and c["value"] is not None}
+            values = {str(s): v for s, v in measured.items()}
+            if last.get("null") is None:  # a record from before checks declared their null
+                derived = checks.Threshold(None)
+                failing = [c["seed"] for c in cs if c.get("outcome") not in ("holds", "reproduced", "not run")]
+            else:
+                kind = last.get("kind") or "claim"
+                derived = checks.threshold(kind, last["comparison"], last["null"], values or None)
+                failing = sorted(
+                    s for s, v in measured.items() if not checks._passes(v, last["comparison"], last["null"])
+                )
             out.append(
                 {
                     "chapter": slug,
                     "claim": claim,
+                    "kind": last.get("kind"),
+                    "row": last.get("row"),
                     "seeds": len(cs),
-                    "checked": len(checked),
-                    "passed": sum(c["outcome"] == "reproduced" for c in checked),
-                    "failing_seeds": [c["seed"] for c in checked if c["outcome"] == "not reproduced"],
-                    "min": min(values),
-                    "max": max(values),
-                    "comparison": cs[-1]["comparison"],
-                    "threshold": cs[-1]["threshold"],
-                    "values": {c["seed"]: c["value"] for c in cs},
+                    "checked": len(measured),
+                    "passed": len(measured) - len(failing),
+                    "failing_seeds": failing,
+                    "min": min(measured.values()) if measured else None,
+                    "max": max(measured.values()) if measured else None,
+                    "comparison": last["comparison"],
+                    "null": last.get("null"),
+                    "threshold": derived.value,
+                    "guard": derived.guard,
+                    "values": measured,
                 }
             )
+    return out
+
+
+def derive_records(quick: dict, gpu: dict | None = None) -> dict:
+    """Return what `lib/records.json` holds: per chapter, the quick study's values of every check (with the
+    check's kind, row, comparison and null) and the study's commit; per chapter, the last full run on a GPU."""
+    out: dict = {"_source": "written by `python -m tools.seeds --derive` from reports/; never edit by hand"}
+    out["quick"] = {}
+    for slug, runs in sorted(quick.get("runs", {}).items()):
+        rows = [r for r in summary(quick, [slug])]
+        out["quick"][slug] = {
+            "commits": sorted({r.get("commit") or "?" for r in runs.values()}),
+            "seeds": sorted(int(s) for s in runs),
+            "checks": {
+                r["claim"]: {
+                    "kind": r["kind"],
+                    "row": r["row"],
+                    "comparison": r["comparison"],
+                    "null": r["null"],
+                    "values": {str(s): v for s, v in sorted(r["values"].items())},
+                }
+                for r in rows
+            },
+        }
+    out["full_gpu"] = {}
+    for row in (gpu or {}).get("chapters", []):
+        out["full_gpu"][row["chapter"]] = {
+            "commit": row.get("commit") or (gpu or {}).get("commit"),
+            "gpu": row.get("gpu") or (gpu or {}).get("device"),
+            "seconds": row.get("seconds"),
+            "status": row.get("status"),
+            "checks": {
+                c["claim"]: {"value": c.get("value"), "outcome": c.get("outcome")} for c in row.get("claims", [])
+            },
+        }
+    return out
+
+
+def write_records(path: Path = checks.RECORDS_FILE) -> dict:
+    """Write `lib/records.json` from the committed records under `reports/`; return what was written."""
+    gpu = json.loads(GPU_RECORD.read_text()) if GPU_RECORD.exists() else None
+    data = derive_records(load_record(record_path("quick")), gpu)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+    return data
+
+
+def stale_studies(record: dict) -> dict[str, list[int]]:
+    """Return {chapter: seeds} whose recorded key is not the chapter's study key today."""
+    out = {}
+    for slug, runs in record["runs"].items():
+        source = book.chapter_source(slug)
+        if not source.exists():
+            out[slug] = sorted(int(s) for s in runs)
+            continue
+        bad = [int(s) for s, row in runs.items() if row.get("key") != book.study_key(source, record["profile"], int(s))]
+        if bad:
+            out[slug] = bad
     return out
 
 
@@ -307,13 +404,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     parser.add_argument("--record", type=Path, help="record file (default reports/seeds-<profile>.json)")
     parser.add_argument("--summary", action="store_true", help="print the record's per-claim table and stop")
+    parser.add_argument("--derive", action="store_true", help="only rewrite lib/records.json from reports/")
+    parser.add_argument("--stale", action="store_true", help="run only the chapters whose record is stale")
+    parser.add_argument("--allow-dirty", action="store_true", help=argparse.SUPPRESS)  # tests of the tool
     opts = parser.parse_args(argv)
+    if opts.derive:
+        write_records()
+        print(f"wrote {checks.RECORDS_FILE.relative_to(book.ROOT)}")
+        return 0
     try:
         seeds = parse_seeds(opts.seeds)
     except ValueError as err:
         parser.error(str(err))
     chapters = book.resolve_chapters(opts.chapter)
     record = opts.record or record_path(opts.profile)
+    if opts.stale:
+        have = load_record(record)["runs"]
+        stale = stale_studies(load_record(record))
+        chapters = [(s, p) for s, p in chapters if s in stale or s not in have]
+        print(f"stale or missing studies: {', '.join(s for s, _ in chapters) or 'none'}")
     if not opts.summary:
         try:
             rows = study(chapters, seeds, opts, record)
@@ -321,13 +430,13 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         if any(r["status"] != "ok" for r in rows):
             print("some jobs failed (see above); the others are recorded", file=sys.stderr)
+        if opts.profile == "quick" and not opts.record:
+            write_records()
     table = summary(load_record(record), [s for s, _ in chapters])
     table.sort(key=lambda r: (r["passed"] == r["checked"], r["chapter"]))
     for r in table:
-        print(
-            f"{r['passed']:>2}/{r['checked']:<2} {r['chapter']:<28} {r['claim'][:70]:<70} "
-            f"[{r['min']:.4g}, {r['max']:.4g}] {r['comparison']} {r['threshold']}"
-        )
+        lo, hi = (checks.fmt(x) if x is not None else "-" for x in (r["min"], r["max"]))
+        print(f"{r['passed']:>2}/{r['checked']:<2} {r['chapter']:<28} {r['claim'][:70]:<70} [{lo}, {hi}]")
     return 0 if not any(r["status"] != "ok" for r in locals().get("rows", [])) else 1
 
 
