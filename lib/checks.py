@@ -378,7 +378,8 @@ def row_verdict(row: Row, checks: list[ClaimRecord]) -> tuple[str, str]:
     """Return (verdict, why) of a verdict-table row from the checks that bear on it."""
     ran = [c for c in checks if c.outcome != "not run"]
     if not ran:
-        return "not tested here", row.not_tested or "no check of this profile measures it"
+        notes = sorted({c.note for c in checks if c.note})
+        return "not tested here", row.not_tested or "; ".join(notes) or "no check of this profile measures it"
     supports = [_counts(c) for c in ran if c.kind in ("claim", "exact")]
     against = [_counts(c) for c in ran if c.kind == "contrary"]
     evidence = supports + [(n - k, n) for k, n in against]  # a contrary that holds is the claim failing

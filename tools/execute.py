@@ -146,7 +146,9 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
             "error": {"cell_index": None, "execution_count": None, "cell_source": "", "line": tail[0]},
         }
     run = json.loads(run_file.read_text()) if run_file.exists() else {}
-    claims = [json.loads(line) for line in claims_file.read_text().splitlines()] if claims_file.exists() else []
+    lines = [json.loads(line) for line in claims_file.read_text().splitlines()] if claims_file.exists() else []
+    claims = [c for c in lines if c.get("record", "check") == "check"]
+    verdicts = [c for c in lines if c.get("record") == "verdict"]
     row.update(
         {
             "chapter": slug,
@@ -159,6 +161,7 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
             "torch": run.get("torch_version"),
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "claims": claims,
+            "verdicts": verdicts,
             "key": book.cache_key(source, args.profile, args.seed),
         }
     )
@@ -176,9 +179,12 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
 
 
 def _claims_summary(row: dict) -> str:
-    checked = [c for c in row.get("claims", []) if c["outcome"] != "skipped"]
-    passed = sum(c["outcome"] == "reproduced" for c in checked)
-    return f"claims {passed}/{len(checked)}"
+    from lib.checks import headline
+
+    checks = row.get("claims", [])
+    held = sum(c["outcome"] == "holds" for c in checks)
+    ran = sum(c["outcome"] != "not run" for c in checks)
+    return f"checks holding {held}/{ran}; {headline(row.get('verdicts', []))}"
 
 
 def main(argv: list[str] | None = None) -> int:
