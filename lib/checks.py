@@ -62,6 +62,8 @@ KINDS = {
 ROW_KINDS = ("claim", "contrary")
 """Kinds that must name a row of the verdict table (an exact check may, to support a row)."""
 OUTCOMES = ("holds", "fails", "not run")
+SMOKE_NOTE = "smoke run of the full profile: loops cut short, nothing measured"
+"""The note of every check the full profile computes, in its smoke run (other notes: the chapter's own)."""
 VERDICTS = ("reproduced", "partly", "not reproduced", "not tested here")
 
 
@@ -288,7 +290,7 @@ def check(
     if value is None and not_run is None and not smoked:
         raise TypeError(f"check({claim!r}): no value; give not_run='why this profile does not compute it'")
     if smoked and not_run is None:
-        not_run = "smoke run of the full profile: loops cut short, nothing measured"
+        not_run = SMOKE_NOTE
     if value is not None:
         try:
             value = float(value)
