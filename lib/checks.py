@@ -437,12 +437,13 @@ def verdicts(rows: list[Row]) -> list[dict]:
     orphans = [c.claim for c in _SESSION.values() if c.row and c.row not in ids]
     if orphans:
         raise ValueError(f"verdict table: checks name rows it does not have: {orphans}")
+    empty = [r.id for r in rows if not r.not_tested and not any(c.row == r.id for c in _SESSION.values())]
+    if empty:
+        raise ValueError(f"verdict table: rows {empty} have no check; give not_tested='why'")
     out = []
     chapter, profile = _context()
     for r in rows:
         mine = [c for c in _SESSION.values() if c.row == r.id]
-        if not mine and not r.not_tested:
-            raise ValueError(f"verdict table: row {r.id!r} has no check; give not_tested='why'")
         verdict, why = row_verdict(r, mine)
         entry = {
             "record": "verdict",
