@@ -28,8 +28,9 @@ def toy(path: Path, body: str) -> Path:
 
 FLAKY = (
     "import lib\nrun = lib.start(profile, seed)\n"
-    "lib.check('toy seed is zero', seed, at_most=0)\nlib.check('toy seed', seed, at_least=0)\n"
-    "import os\nlib.check('toy cache', '/seeds/' in os.environ['BOOK_CACHE_DIR'], at_least=1)\n"
+    "lib.check('toy seed is zero', seed, kind='claim', row='t', at_most=0)\n"
+    "lib.check('toy seed', seed, kind='claim', row='t', at_least=0)\n"
+    "import os\nlib.check('toy cache', '/seeds/' in os.environ['BOOK_CACHE_DIR'], kind='guard', at_least=1)\n"
     "assert seed != 1, 'seed 1 breaks the toy'"
 )
 
@@ -54,10 +55,11 @@ def test_parse_seeds():
 
 
 @pytest.mark.book
-def test_local_study_records_skips_and_reports_a_failing_seed(tmp_path):
+def test_local_study_records_every_check_and_reports_a_failing_seed(tmp_path):
     flaky = toy(tmp_path / "flaky.md", FLAKY)
     record = tmp_path / "seeds-quick.json"
     args = ["--chapter", "using-this-book", "--chapter", str(flaky), "--seeds", "0-1", "--record", str(record)]
+    args += ["--allow-dirty"]  # the toy chapter lives outside the repository
     first = run_seeds(*args, "--jobs", "2")
     assert first.returncode == 1, first.stdout + first.stderr  # one seed failed ...
     assert "FAILED flaky seed 1" in first.stdout and "seed 1 breaks the toy" in first.stdout
@@ -65,12 +67,12 @@ def test_local_study_records_skips_and_reports_a_failing_seed(tmp_path):
     assert runs["flaky"]["1"]["status"] == "failed" and runs["flaky"]["0"]["status"] == "ok"  # ... the other kept
     # a claim that fails does not stop the seed: the claim after it is still recorded (BOOK_CLAIMS_DEFER)
     outcomes = {c["claim"]: c["outcome"] for c in runs["flaky"]["1"]["claims"]}
-    assert outcomes == {"toy seed is zero": "not reproduced", "toy seed": "reproduced", "toy cache": "reproduced"}
+    assert outcomes == {"toy seed is zero": "fails", "toy seed": "holds", "toy cache": "holds"}
     assert {s: r["status"] for s, r in runs["using-this-book"].items()} == {"0": "ok", "1": "ok"}
     row = runs["using-this-book"]["1"]
     assert row["seed"] == 1 and row["seconds"] > 0 and row["peak_memory_mb"] > 0 and row["commit"]
     claim = row["claims"][0]
-    assert set(claim) == {"claim", "value", "comparison", "threshold", "outcome"}
+    assert set(claim) == set(seeds.CLAIM_FIELDS) and row["threads"] == 1  # one thread per job, as CI
     # seed 1 really ran with seed 1: its values differ from seed 0's
     assert claim["value"] != runs["using-this-book"]["0"]["claims"][0]["value"]
     again = run_seeds(*args)
@@ -122,13 +124,14 @@ def test_slurm_path_submits_what_the_flags_ask(tmp_path):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(stat.S_IRWXU)
     chapter = toy(
-        tmp_path / "toy.md", "import lib\nrun = lib.start(profile, seed)\nlib.check('toy seed', seed, at_least=0)"
+        tmp_path / "toy.md",
+        "import lib\nrun = lib.start(profile, seed)\nlib.check('toy seed', seed, kind='guard', at_least=0)",
     )
     record = tmp_path / "seeds-quick.json"
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STUB_DIR": str(stub_dir)}
     proc = run_seeds(
         "--chapter", str(chapter), "--seeds", "2", "--executor", "slurm", "--partition", "testq",
-        "--gpus-per-job", "2", "--time-min", "7", "--cpus", "3", "--record", str(record), env=env,
+        "--gpus-per-job", "2", "--time-min", "7", "--cpus", "3", "--record", str(record), "--allow-dirty", env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (script,) = stub_dir.glob("job-*.sh")
@@ -149,6 +152,60 @@ def test_unknown_chapter_is_a_clear_error():
     assert proc.returncode != 0 and "no chapter 'no-such-chapter'" in proc.stderr
 
 
+def test_a_study_refuses_uncommitted_code(tmp_path, monkeypatch):
+    monkeypatch.setattr(seeds, "dirty_files", lambda chapters: ["lib/spn.py"])
+    opts = seeds.argparse.Namespace(force=True, profile="quick", allow_dirty=False)
+    with pytest.raises(SystemExit, match="committed code.*lib/spn.py"):
+        seeds.study([("toy", book.chapter_source("using-this-book"))], [0], opts, tmp_path / "r.json")
+
+
+def test_study_key_covers_code_not_prose(tmp_path, monkeypatch):
+    source = tmp_path / "toy.md"
+    toy(source, "import lib\nfrom lib import spn\nx = 1")
+    key = book.study_key(source, "quick", 0)
+    assert {p.name for p in book.study_files(source)} >= {"toy.md", "spn.py", "binary_data.py", "checks.py"}
+    assert "induction.py" not in {p.name for p in book.study_files(source)}
+    toy(source, "import lib\nfrom lib import spn\nx = 1").write_text(source.read_text() + "\nMore prose.\n")
+    assert book.study_key(source, "quick", 0) == key  # a text edit does not stale a study
+    toy(source, "import lib\nfrom lib import spn\nx = 2")
+    assert book.study_key(source, "quick", 0) != key and book.study_key(source, "quick", 1) != key
+
+
+def test_records_file_is_derived_from_the_committed_records():
+    """lib/records.json (what chapters read their thresholds from) is exactly what the records under reports/ give."""
+    from lib import checks
+
+    gpu = json.loads(seeds.GPU_RECORD.read_text()) if seeds.GPU_RECORD.exists() else None
+    want = seeds.derive_records(seeds.load_record(seeds.record_path("quick")), gpu)
+    have = json.loads(checks.RECORDS_FILE.read_text())
+    assert have == json.loads(json.dumps(want)), "lib/records.json is stale: run `python -m tools.seeds --derive`"
+
+
+def test_every_study_is_at_the_chapters_code():
+    """A chapter's recorded study was run on the code it has today (its key), unless declared pending."""
+    stale = seeds.stale_studies(seeds.load_record(seeds.record_path("quick")))
+    stale = {slug: s for slug, s in stale.items() if slug not in seeds.STUDY_PENDING}
+    assert not stale, f"studies stale for their chapter's code (seeds): {stale}; run `make seeds` and commit reports/"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_every_quick_threshold_is_derived_from_the_study(built_book, slug):
+    """Each check's threshold in this build is what lib.checks.threshold gives from the record and its null."""
+    from lib import checks
+
+    row = built_book.report.get(slug)
+    assert row is not None, f"{slug} missing from the execution report"
+    studied = {r["claim"]: r for r in seeds.summary(seeds.load_record(seeds.record_path("quick")), [slug])}
+    for c in row["claims"]:
+        if c["outcome"] == "not run" or slug in seeds.STUDY_PENDING:
+            continue
+        got = studied.get(c["claim"])
+        values = {str(k): v for k, v in got["values"].items()} if got else None
+        want = checks.threshold(c["kind"], c["comparison"], c["null"], values)
+        assert c["threshold"] == want.value, f"{slug}: {c['claim']!r}: threshold {c['threshold']} != {want.value}"
+
+
 @pytest.mark.book
 @pytest.mark.parametrize("slug", book.chapter_slugs())
 def test_every_quick_claim_has_a_seed_study(built_book, slug):
@@ -163,7 +220,7 @@ def test_every_quick_claim_has_a_seed_study(built_book, slug):
         assert slug in (built_book.html / "robustness.html").read_text()
         return
     for claim in row["claims"]:
-        if claim["outcome"] == "skipped":
+        if claim["outcome"] == "not run":
             continue
         got = studied.get(claim["claim"])
         n = got["checked"] if got else 0

@@ -28,13 +28,8 @@ if (ROOT.parent / "shared" / "data").is_dir():
 os.environ.setdefault("BOOK_CACHE_DIR", str(BUILD / "cache"))
 
 
-CPU_ONLY = {"using-this-book"}  # chapters whose full profile does not want a GPU
-COLAB_GPU = {"accelerator": "GPU", "colab": {"gpuType": "T4"}}  # notebook metadata: Colab opens a GPU runtime
-
-
-def wants_gpu(slug: str) -> bool:
-    """True when the chapter's full profile wants a GPU (its notebook asks Colab for one)."""
-    return slug not in CPU_ONLY
+# Notebooks do not ask Colab for a GPU: the default profile (`quick`) finishes in minutes on any runtime, and a
+# GPU runtime costs a student's quota and a wait. A reader who wants `full` switches the runtime (chapter head).
 
 
 def toc_files(toc_path: Path | None = None) -> list[str]:

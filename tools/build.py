@@ -43,12 +43,6 @@ def _write(path: Path, data: bytes) -> None:
         path.write_bytes(data)
 
 
-GPU_NOTE = (
-    "**GPU.** The `full` profile of this chapter is sized for one GPU. In Colab choose *Runtime → Change runtime "
-    "type → GPU* before running it; locally, `lib` uses CUDA whenever it is present."
-)
-
-
 def link_notebooks(text: str, slugs: list[str]) -> str:
     """Point Markdown links at chapter sources (`x.md`, `chapters/x.md`) to the built notebooks (`.ipynb`)."""
     names = "|".join(re.escape(s) for s in slugs)
@@ -107,9 +101,7 @@ def stage(
         _write(dest / name, text)
     data = book.load_report(report_file)
     record = seeds.load_record(seeds.record_path("quick"))
-    seed_rows = {
-        slug: [r for r in seeds.summary(record, [slug]) if r["passed"] < r["checked"]] for slug in record["runs"]
-    }
+    gpu = report.gpu_rows()
     titles = {}
     ctx = notebooks.context()
     for slug in book.chapter_slugs():
@@ -123,7 +115,7 @@ def stage(
         if row is None:
             problems.append(f"chapter {slug!r} is missing from the execution report")
         else:
-            lines = [report.provenance_line(row)] + ([GPU_NOTE] if book.wants_gpu(slug) else [])
+            lines = [report.provenance_line(row), report.full_cost_line(slug, gpu)]
             insert_under_title(nb, "\n\n".join(lines))
         nb.metadata.pop("papermill", None)
         for cell in nb.cells:
@@ -133,7 +125,6 @@ def stage(
             if {"parameters", "injected-parameters"} & set(tags) and "hide-input" not in tags:
                 cell.metadata["tags"] = [*tags, "hide-input"]  # folded: the reader sees the values on request
         localise_citations(nb, slug)
-        note_seed_failures(nb, seed_rows.get(slug, []))
         notebooks.insert_before_references(nb.cells, notebooks.how_to_cite(slug, ctx), nbformat.v4.new_markdown_cell)
         if transform is not None:
             nb = transform(nb)
@@ -163,19 +154,6 @@ def localise_citations(nb: nbformat.NotebookNode, slug: str) -> None:
         cell.source = re.sub(
             r"(```\{bibliography\}[^\n]*\n)", rf"\1:keyprefix: {prefix}\n:labelprefix: {slug}-\n", cell.source
         )
-
-
-def note_seed_failures(nb: nbformat.NotebookNode, rows: list[dict]) -> None:
-    """Insert, after the cell whose output shows a check, a note when that claim fails on some seeds."""
-    for row in rows:
-        needle = f": {row['claim']}: "
-        for i, cell in enumerate(nb.cells):
-            text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-            if cell.cell_type == "code" and needle in text:
-                note = nbformat.v4.new_markdown_cell(report.seed_note(row))
-                note.metadata["tags"] = ["seed-study"]
-                nb.cells.insert(i + 1, note)
-                break
 
 
 def disambiguate_years(bib: str) -> str:

@@ -408,8 +408,6 @@ def convert(
         cells.append(nbformat.v4.new_markdown_cell("## References\n\n" + conv.references()))
     insert_before_references(cells, how_to_cite(slug, ctx, source), nbformat.v4.new_markdown_cell)
     nb.cells = cells
-    if book.wants_gpu(slug):  # Colab opens a GPU runtime for chapters whose full profile wants one
-        nb.metadata.update(book.COLAB_GPU)
     return nb
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from tools import book
@@ -37,105 +36,142 @@ def when(stamp: str | None) -> str:
     return moment.strftime("%d %b %Y, %H:%M UTC") if "T" in stamp else moment.strftime("%d %b %Y")
 
 
-def outcome_counts(rows: list[dict]) -> tuple[int, int, int]:
-    """Return (reproduced, not reproduced, skipped) over the claims of several report rows."""
+def check_counts(rows: list[dict]) -> dict[str, int]:
+    """Return {outcome: number of checks} (holds, fails, not run) over the checks of several rows."""
+    from lib.checks import OUTCOMES
+
     claims = [c for row in rows for c in row.get("claims", [])]
-    return tuple(sum(c["outcome"] == o for c in claims) for o in ("reproduced", "not reproduced", "skipped"))
+    return {o: sum(c.get("outcome") == o for c in claims) for o in OUTCOMES}
 
 
-def claims_counts(row: dict) -> tuple[int, int, int]:
-    """Return (reproduced, checked, skipped) claim counts of a report row."""
-    claims = row.get("claims", [])
-    checked = [c for c in claims if c["outcome"] != "skipped"]
-    return sum(c["outcome"] == "reproduced" for c in checked), len(checked), len(claims) - len(checked)
+def verdict_counts(rows: list[dict]) -> dict[str, int]:
+    """Return {verdict: number of paper claims} over the verdict tables of several rows."""
+    from lib.checks import verdict_counts as count
+
+    return count([v for row in rows for v in row.get("verdicts", [])])
+
+
+def headline(row: dict) -> str:
+    """Return a chapter's headline: its paper claims' verdicts, then its checks' outcomes at this run."""
+    from lib.checks import headline as paper
+
+    checks = check_counts([row])
+    return (
+        f"{paper(row.get('verdicts', []))} · checks at this seed: {checks['holds']} hold, {checks['fails']} fail "
+        f"(findings), {checks['not run']} not run in this profile"
+    )
 
 
 def provenance_line(row: dict) -> str:
     """Return the MyST provenance line shown under a chapter's title."""
-    ok, checked, skipped = claims_counts(row)
-    skipped_txt = f", {skipped} skipped in this profile" if skipped else ""
     return (
         f"**Provenance.** Executed at commit `{row.get('commit')}` · profile `{row.get('profile')}` · "
         f"device `{row.get('device')}` · seed {row.get('seed')} · {_num(row.get('seconds'))} s · "
-        f"claims reproduced {ok}/{checked}{skipped_txt} "
-        f"({{ref}}`details in the reproducibility report <repro-{row['chapter']}>`)."
+        f"{headline(row)} ({{ref}}`details in the reproducibility report <repro-{row['chapter']}>`)."
     )
 
 
-def render_script_runs(run: dict, titles: dict[str, str]) -> str:
-    """Return a Markdown section for a recorded run of the chapters as scripts (e.g. the full profile on a GPU)."""
+def gpu_rows() -> dict[str, dict]:
+    """Return the rows of the full-profile GPU record by chapter, each marked `stale` when the chapter's code
+    (its study key in the full profile) changed since the row was recorded."""
+    path = book.ROOT / "reports" / "full-profile-gpu.json"
+    if not path.exists():
+        return {}
+    out = {}
+    for row in json.loads(path.read_text()).get("chapters", []):
+        source = book.chapter_source(row["chapter"])
+        key = book.study_key(source, "full", row.get("seed", 0)) if source.exists() else None
+        out[row["chapter"]] = {**row, "stale": row.get("key") != key}
+    return out
+
+
+def full_cost_line(slug: str, gpu: dict[str, dict]) -> str:
+    """Return the chapter head's line on what the full profile costs: its last GPU run, or that there is none."""
+    how = 'Set `profile = "full"` in the parameters cell (on Colab, first *Runtime → Change runtime type → GPU*). '
+    row = gpu.get(slug)
+    if row is None:
+        return f"**Full profile.** Not yet run on a GPU. {how}"
+    stale = "; the chapter's code has changed since" if row["stale"] else ""
+    status = "finished" if row["status"] == "ok" else row["status"]
+    return (
+        f"**Full profile.** Last run on {row.get('gpu')}: {status} in {_num(row.get('seconds'), '{:.0f}')} s at "
+        f"commit `{row.get('commit')}`{stale}; {headline(row)}. {how}"
+    )
+
+
+def render_gpu_runs(gpu: dict[str, dict], titles: dict[str, str]) -> str:
+    """Return the Markdown section of the full-profile runs on a GPU (one row per chapter, stale ones marked)."""
     out = [
         "",
-        f"## {run['title']}",
+        "## The full profile on a GPU",
         "",
-        f"{run['device']}; commit `{run['commit']}`, {when(run['date'])}, seed {run['seed']}.",
-        run["how"],
+        "Each chapter's last run in the `full` profile on a GPU (`make full-gpu`, record "
+        "`reports/full-profile-gpu.json`). A row whose chapter's code changed since is marked *stale*.",
         "",
-        "| chapter | status | seconds | claims reproduced | not reproduced |",
-        "|---|---|---:|---|---|",
+        "| chapter | GPU | commit | status | seconds | peak GPU memory (MB) | paper claims | checks failing |",
+        "|---|---|---|---|---:|---:|---|---|",
     ]
-    for row in run["chapters"]:
-        claims = row["claims"]
-        ok = sum(c["outcome"] == "reproduced" for c in claims)
-        checked = sum(c["outcome"] != "skipped" for c in claims)
+    for slug in book.chapter_slugs():
+        row = gpu.get(slug)
+        name = _cell(titles.get(slug, slug))
+        if row is None:
+            out.append(f"| {name} | – | – | not yet run on a GPU | | | | |")
+            continue
         failed = "; ".join(
-            f"{_cell(c['claim'])}: {value_text(c['value'])} {c['comparison']} {_cell(c['threshold'])}"
-            for c in claims
-            if c["outcome"] == "not reproduced"
+            f"{_cell(c['claim'])}: {value_text(c.get('value'))}" for c in row["claims"] if c["outcome"] == "fails"
         )
-        name = titles.get(row["chapter"], row["chapter"])
-        out.append(f"| {_cell(name)} | {row['status']} | {row['seconds']:.0f} | {ok}/{checked} | {failed or '–'} |")
+        from lib.checks import headline as paper
+
+        stale = " (stale)" if row["stale"] else ""
+        out.append(
+            f"| {name} | {_cell(row.get('gpu'))} | `{row.get('commit')}`{stale} | {row['status']} | "
+            f"{_num(row.get('seconds'), '{:.0f}')} | {_num(row.get('peak_gpu_mb'), '{:.0f}')} | "
+            f"{paper(row.get('verdicts', []))} | {failed or '–'} |"
+        )
     return "\n".join(out) + "\n"
 
 
 def render(report: dict, titles: dict[str, str]) -> str:
     """Return the Markdown of the reproducibility page for `report` (chapters keyed by slug)."""
+    from lib.checks import KINDS, VERDICTS, verdict_markdown
+
     rows = [report["chapters"][s] for s in book.chapter_slugs() if s in report["chapters"]]
     out = [
         "# Reproducibility report",
         "",
         "Every chapter of this build was executed by `tools/execute.py` (papermill) before the HTML was built. "
-        "This page is generated from `_build/reports/execution.json`: one row per chapter, then every claim "
-        "check with its measured value and threshold. A claim marked *skipped* needs the `full` profile.",
+        "This page is generated from `_build/reports/execution.json`. A *paper claim* gets a verdict (reproduced, "
+        "partly, not reproduced, not tested here) in its chapter's verdict table, derived from its checks and the "
+        "seed study; a *check* has an outcome at this run (holds, fails, not run in this profile). A check that "
+        "fails on some seeds of the study is a finding, listed first on {doc}`robustness`.",
         "",
         "## Summary",
         "",
-        "| run | chapters | claims reproduced | not reproduced | skipped in that profile |",
-        "|---|---:|---:|---:|---:|",
+        "| run | chapters | " + " | ".join(VERDICTS) + " | checks holding | failing | not run |",
+        "|---|---:|" + "---:|" * len(VERDICTS) + "---:|---:|---:|",
     ]
-    profiles = sorted({row.get("profile") for row in rows})
-    for profile in profiles:
+    for profile in sorted({row.get("profile") for row in rows}):
         mine = [row for row in rows if row.get("profile") == profile]
-        ok, bad, skipped = outcome_counts(mine)
+        verdicts, checks = verdict_counts(mine), check_counts(mine)
         commits = ", ".join(sorted({f"`{row.get('commit')}`" for row in mine}))
         torch = ", ".join(sorted({str(row.get("torch")) for row in mine}))
         out.append(
-            f"| this build, profile `{profile}` (commit {commits}, torch {torch}) | "
-            f"{len(mine)} | {ok} | {bad} | {skipped} |"
-        )
-    for path in sorted((book.ROOT / "reports").glob("full-profile*.json")):
-        run = json.loads(path.read_text())
-        ok, bad, skipped = outcome_counts(run["chapters"])
-        statuses = [c["status"] for c in run["chapters"]]
-        status = ", ".join(f"{statuses.count(x)} {x}" for x in sorted(set(statuses)))
-        out.append(
-            f"| {run['title']}: {run['device']}, commit `{run['commit']}`, {when(run['date'])} | "
-            f"{len(run['chapters'])} ({status}) | {ok} | {bad} | {skipped} |"
+            f"| this build, profile `{profile}` (commit {commits}, torch {torch}) | {len(mine)} | "
+            + " | ".join(str(verdicts[v]) for v in VERDICTS)
+            + f" | {checks['holds']} | {checks['fails']} | {checks['not run']} |"
         )
     out += [
         "",
         "## Chapters in this build",
         "",
-        "| chapter | status | profile | device | seconds | peak memory (MB) | claims reproduced |",
-        "|---|---|---|---|---:|---:|---|",
+        "| chapter | status | profile | seconds | peak memory (MB) | headline |",
+        "|---|---|---|---:|---:|---|",
     ]
     for row in rows:
-        ok, checked, skipped = claims_counts(row)
-        skip = f" (+{skipped} skipped)" if skipped else ""
         out.append(
             f"| {{ref}}`{_cell(titles.get(row['chapter'], row['chapter']))} <repro-{row['chapter']}>` | "
-            f"{row['status']} | {row.get('profile')} | {row.get('device')} | {_num(row.get('seconds'))} | "
-            f"{_num(row.get('peak_memory_mb'), '{:.0f}')} | {ok}/{checked}{skip} |"
+            f"{row['status']} | {row.get('profile')} | {_num(row.get('seconds'))} | "
+            f"{_num(row.get('peak_memory_mb'), '{:.0f}')} | {_cell(headline(row))} |"
         )
     for row in rows:
         slug = row["chapter"]
@@ -147,53 +183,60 @@ def render(report: dict, titles: dict[str, str]) -> str:
         if row["status"] != "ok" and row.get("error"):
             err = row["error"]
             out += ["", f"**Failed** in cell {err.get('cell_index')}: `{_cell(err.get('line'))}`"]
-        out += ["", "| claim | measured | threshold | outcome | note |", "|---|---:|---|---|---|"]
+        if row.get("verdicts"):
+            out += ["", verdict_markdown(row["verdicts"], row.get("profile") or "quick")]
+        out += ["", "| check | about | measured | threshold | outcome | note |", "|---|---|---:|---|---|---|"]
         for c in row.get("claims", []):
+            about = KINDS.get(c.get("kind"), "?") + (f" ({c['row']})" if c.get("row") else "")
+            thr = "–" if c.get("threshold") is None else f"{c['comparison']} {_threshold(c)}"
+            note = "; ".join(x for x in (c.get("note", ""), f"on {c['data']}" if c.get("data") else "") if x)
             out.append(
-                f"| {_cell(c['claim'])} | {value_text(c['value'])} | {c['comparison']} {_cell(c['threshold'])} | "
-                f"{c['outcome']} | {_cell(c.get('note', ''))} |"
+                f"| {_cell(c['claim'])} | {about} | {value_text(c.get('value'))} | {thr} | {c['outcome']} | "
+                f"{_cell(note)} |"
             )
         if not row.get("claims"):
-            out.append("| (no claim checks recorded) | | | | |")
-    page = "\n".join(out) + "\n"
-    for path in sorted((book.ROOT / "reports").glob("full-profile*.json")):
-        page += render_script_runs(json.loads(path.read_text()), titles)
-    return page
+            out.append("| (no checks recorded) | | | | | |")
+    return "\n".join(out) + "\n" + render_gpu_runs(gpu_rows(), titles)
 
 
-def margin(value: float, comparison: str, threshold: str) -> float:
-    """Return how far `value` is on the passing side of a recorded threshold (negative: the check fails)."""
-    numbers = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", threshold)]
-    if value != value:
+def _threshold(c: dict) -> str:
+    from lib.checks import _threshold_text
+
+    return _cell(_threshold_text(c["comparison"], c["threshold"]))
+
+
+def margin(value: float, comparison: str, threshold) -> float:
+    """Return how far `value` is on the passing side of a threshold (negative: the check fails)."""
+    if value is None or value != value:
         return float("-inf")
     if comparison == "≥":
-        return value - numbers[0]
+        return value - threshold
     if comparison == "≤":
-        return numbers[0] - value
+        return threshold - value
     if comparison == "∈":
-        return min(value - numbers[0], numbers[1] - value)
-    return numbers[1] - abs(value - numbers[0])  # ≈ c ± tol
+        return min(value - threshold[0], threshold[1] - value)
+    return threshold[1] - abs(value - threshold[0])  # ≈ c ± tol
 
 
 def robustness_rows(record: dict, slug: str) -> list[dict]:
-    """Return the checked claims of one chapter's seed study, with margins (claims failing on a seed first)."""
+    """Return the measured checks of one chapter's seed study with margins to their derived thresholds (checks
+    failing on some seed first)."""
     from tools import seeds
 
-    rows = [r for r in seeds.summary(record, [slug]) if r["checked"]]
+    rows = [r for r in seeds.summary(record, [slug]) if r["checked"] and r["threshold"] is not None]
     for r in rows:
         r["margins"] = {s: margin(v, r["comparison"], r["threshold"]) for s, v in r["values"].items()}
-        r["smallest"] = min(r["margins"].values())
     return sorted(rows, key=lambda r: (r["passed"] == r["checked"], r["claim"]))
 
 
 def robustness_figure(rows: list[dict], path: Path, title: str) -> None:
-    """Draw each claim's per-seed margins (scaled to the claim's largest) against its threshold at 0."""
+    """Draw each check's per-seed margins (scaled to the check's largest) against its threshold at 0."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(7.5, 0.3 * len(rows) + 1.3))
     for y, r in enumerate(reversed(rows)):
         m = list(r["margins"].values())
         scale = max((abs(x) for x in m if abs(x) != float("inf")), default=1.0) or 1.0
@@ -202,10 +245,11 @@ def robustness_figure(rows: list[dict], path: Path, title: str) -> None:
         ax.scatter(xs, [y] * len(xs), c=colors, s=14, alpha=0.8)
     ax.axvline(0, color="k", lw=1, ls="--", label="threshold")
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([(r["claim"][:62] + "…") if len(r["claim"]) > 63 else r["claim"] for r in reversed(rows)])
+    ax.set_yticklabels([str(len(rows) - i) for i in range(len(rows))])
+    ax.set_ylabel("check (numbered as in the table below)")
     ax.set_xlim(-1.1, 1.1)
-    ax.set_xlabel("margin to the threshold, per seed (scaled by the claim's largest margin; < 0 fails)")
-    ax.set_title(title)
+    ax.set_xlabel("margin to the threshold, per seed (scaled; < 0 fails)")
+    ax.set_title(title, fontsize=11)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,22 +257,28 @@ def robustness_figure(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _range(r: dict) -> str:
+    return f"{value_text(r['min'])} to {value_text(r['max'])}"
+
+
 def render_robustness(record: dict, titles: dict[str, str], figures: Path | None) -> str:
     """Return the Markdown of the page "How robust is each claim" (figures drawn into `figures`)."""
+    from lib.checks import KINDS, _threshold_text
+    from tools import seeds
+
     slugs = [s for s in book.chapter_slugs() if s in record["runs"]]
-    seeds_run = sorted({int(k) for s in slugs for k in record["runs"][s]})
-    commits = sorted({row.get("commit") or "?" for s in slugs for row in record["runs"][s].values()})
+    stale = seeds.stale_studies(record)
     out = [
         "# How robust is each claim",
         "",
-        f"Every claim check of the book was run over several seeds in the `{record.get('profile', 'quick')}` "
-        f"profile (seeds {', '.join(map(str, seeds_run)) or 'none'}; commits {', '.join(commits) or 'none'}), "
-        "each seed executing the chapter exactly as the book does. The record is "
-        f"`reports/seeds-{record.get('profile', 'quick')}.json`; re-run it with `make seeds` (one chapter: "
-        "`make seeds C=<slug>`; on a Slurm cluster: `make seeds EXECUTOR=slurm`). Thresholds follow the rule "
-        "written in `lib/checks.py`: a claim's null, tightened at most to what the worst seed allows.",
+        f"Every check of the book was run over several seeds in the `{record.get('profile', 'quick')}` profile, "
+        "each seed executing the chapter exactly as the book does (one thread, as CI), on a committed tree. The "
+        f"record is `reports/seeds-{record.get('profile', 'quick')}.json`; `make seeds` re-runs the chapters whose "
+        "code changed since (one chapter: `make seeds C=<slug>`; on a Slurm cluster: `make seeds EXECUTOR=slurm`). "
+        "Thresholds are derived from it by one rule (`lib.checks.threshold`): a claim's null, tightened at most to "
+        "what the worst seed allows; a check that fails on some seed keeps its null and is a *finding*.",
         "",
-        "## Claims that fail on some seed",
+        "## Findings: checks that fail on some seed",
         "",
     ]
     failing = []
@@ -236,44 +286,50 @@ def render_robustness(record: dict, titles: dict[str, str], figures: Path | None
         failing += [(slug, r) for r in robustness_rows(record, slug) if r["passed"] < r["checked"]]
     if failing:
         out += [
-            "| chapter | claim | seeds passing | failing seeds | threshold | range over seeds |",
-            "|---|---|---|---|---|---|",
+            "| chapter | check | about | seeds holding | failing seeds | null | range over seeds |",
+            "|---|---|---|---|---|---|---|",
         ]
         for slug, r in failing:
+            about = KINDS.get(r["kind"], "?") + (f" ({r['row']})" if r["row"] else "")
             out.append(
-                f"| {_cell(titles.get(slug, slug))} | {_cell(r['claim'])} | {r['passed']}/{r['checked']} | "
-                f"{', '.join(map(str, r['failing_seeds']))} | {r['comparison']} {_cell(r['threshold'])} | "
-                f"{value_text(r['min'])} to {value_text(r['max'])} |"
+                f"| {_cell(titles.get(slug, slug))} | {_cell(r['claim'])} | {about} | {r['passed']} of "
+                f"{r['checked']} | {', '.join(map(str, r['failing_seeds']))} | {r['comparison']} "
+                f"{_cell(_threshold_text(r['comparison'], r['null']))} | {_range(r)} |"
             )
     elif slugs:
-        out.append("None: every recorded claim holds on every seed studied.")
+        out.append("None: every recorded check holds on every seed studied.")
     else:
         out.append("No seed study is recorded yet: run `make seeds`.")
     for slug in slugs:
         rows = robustness_rows(record, slug)
-        n_seeds = len(record["runs"][slug])
+        runs = record["runs"][slug]
+        commits = sorted({row.get("commit") or "?" for row in runs.values()})
+        threads = sorted({str(row.get("threads")) for row in runs.values()})
         ok = sum(r["passed"] == r["checked"] for r in rows)
         out += ["", f"(robust-{slug})=", f"## {titles.get(slug, slug)}", ""]
-        out.append(f"{n_seeds} seed(s) recorded; {ok} of {len(rows)} checked claims hold on every seed.")
+        out.append(
+            f"{len(runs)} seed(s) at commit {', '.join(f'`{c}`' for c in commits)}, {'/'.join(threads)} thread(s)"
+            f"{' (stale: the code changed since; re-run `make seeds`)' if slug in stale else ''}; {ok} of "
+            f"{len(rows)} measured checks hold on every seed."
+        )
         if figures is not None and rows:
             robustness_figure(rows, figures / f"{slug}.png", titles.get(slug, slug))
             out += [
                 "",
                 f"```{{figure}} robustness/{slug}.png",
-                f":alt: Strip plot of the per-seed margins of the claims of {titles.get(slug, slug)}",
+                f":alt: Strip plot of the per-seed margins of the checks of {titles.get(slug, slug)}",
                 "",
-                "Each row is one claim, each dot one seed: its margin to the threshold (dashed line), scaled by "
-                "the claim's largest margin. Red dots fail the check.",
+                "Each row is one check (numbered as in the table below), each dot one seed: its margin to the "
+                "threshold (dashed line), scaled by the check's largest margin. Red dots fail the check.",
                 "```",
             ]
-        out += ["", "| claim | seeds passing | smallest value | largest value | threshold |", "|---|---|---|---|---|"]
-        for r in rows:
+        out += ["", "| # | check | about | seeds holding | range over seeds | threshold |", "|---|---|---|---|---|---|"]
+        for n, r in enumerate(rows, 1):
+            about = KINDS.get(r["kind"], "?") + (f" ({r['row']})" if r["row"] else "")
             out.append(
-                f"| {_cell(r['claim'])} | {r['passed']}/{r['checked']} | {value_text(r['min'])} | "
-                f"{value_text(r['max'])} | {r['comparison']} {_cell(r['threshold'])} |"
+                f"| {n} | {_cell(r['claim'])} | {about} | {r['passed']} of {r['checked']} | {_range(r)} | "
+                f"{r['comparison']} {_cell(_threshold_text(r['comparison'], r['threshold']))} |"
             )
-    from tools import seeds
-
     missing = [s for s in book.chapter_slugs() if s not in record["runs"]]
     if missing or seeds.STUDY_PENDING:
         out += ["", "## Studies still to run", ""]
@@ -283,15 +339,6 @@ def render_robustness(record: dict, titles: dict[str, str], figures: Path | None
                 why = seeds.STUDY_PENDING.get(slug, "not studied yet")
                 out.append(
                     f"- {titles.get(slug, slug)}: {n} of {seeds.STUDY_MIN_SEEDS} seeds recorded ({why}); its "
-                    f"thresholds are not yet backed by a full study. Run `make seeds C={slug}`."
+                    f"thresholds are the claims' nulls until it is. Run `make seeds C={slug}`."
                 )
     return "\n".join(out) + "\n"
-
-
-def seed_note(row: dict) -> str:
-    """Return the note a chapter shows beside a check that fails on some seeds of the study."""
-    return (
-        f"**Seed study.** The check above holds on {row['passed']} of {row['checked']} seeds in the quick "
-        f"profile (it fails on seed {', '.join(map(str, row['failing_seeds']))}); see "
-        f"{{ref}}`how robust each claim is <robust-{row['chapter']}>`."
-    )

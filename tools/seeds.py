@@ -349,6 +349,7 @@ def derive_records(quick: dict, gpu: dict | None = None) -> dict:
                     "values": {str(s): v for s, v in sorted(r["values"].items())},
                 }
                 for r in rows
+                if r["null"] is not None  # a record from before checks declared their null is no study of them
             },
         }
     out["full_gpu"] = {}
