@@ -17,13 +17,15 @@ export BOOK_DATA_DIR ?= $(abspath ../shared/data)
 endif
 export BOOK_CACHE_DIR ?= $(abspath _build/cache)
 
-.PHONY: help install book chapter seeds test lint sync setup-cells student assignments release clean
+.PHONY: help install book chapter seeds smoke full-gpu test lint sync setup-cells student assignments release clean
 
 help:
 	@echo "make book                      install, execute every chapter ($(PROFILE) profile), build the HTML"
 	@echo "make test                      install, then every check CI runs"
 	@echo "make chapter C=<slug> [PROFILE=full]   execute one chapter"
 	@echo "make seeds [C=<slug>] [PROFILE=quick|full] [SEEDS=0-7] [EXECUTOR=local|slurm]   the seed study"
+	@echo "make smoke [C=<slug>]          the full profile's smoke run on the CPU (loops cut short)"
+	@echo "make full-gpu [C=\"<slug> ...\"]  the full profile on this machine's GPU, one chapter after another"
 	@echo "make student                   the student edition (no solutions) in _build/student"
 	@echo "make sync                      rewrite chapters/*.ipynb from chapters/*.md"
 	@echo "make setup-cells               rewrite every chapter's setup cell from _config.yml and pyproject.toml"
@@ -56,6 +58,13 @@ chapter: install
 
 seeds: install
 	$(BIN)/python -m tools.seeds $(if $(C),--chapter $(C)) --profile $(PROFILE) --seeds $(SEEDS) --executor $(EXECUTOR)
+
+smoke: install
+	$(BIN)/python -m tools.execute --smoke $(C)
+
+# On a GPU server, in an environment with a CUDA build of torch (not .venv's CPU wheel): pip install -e . jupytext
+full-gpu:
+	$(PYTHON) -m tools.full_gpu $(C)
 
 lint: install
 	$(BIN)/ruff check lib tests tools

@@ -16,7 +16,22 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Any, ClassVar
+
+from lib.progress import smoke
+
+SMOKE_CAPS_ENV = "BOOK_SMOKE_CAPS"
+"""Path of a JSON file {config class: {field: value}}: the sizes the smoke run caps (set by the runner)."""
+
+
+def smoke_caps(name: str) -> dict[str, Any]:
+    """Return the fields of config class `name` that the smoke run of the full profile caps (memory, samples)."""
+    path = os.environ.get(SMOKE_CAPS_ENV)
+    if not (smoke() and path and Path(path).exists()):
+        return {}
+    return json.loads(Path(path).read_text()).get(name, {})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +51,10 @@ class Config:
         unknown = sorted((set(cls.PRESETS[profile]) | set(overrides)) - names)
         if unknown:
             raise TypeError(f"{cls.__name__} has no field(s) {unknown}; fields: {sorted(names)}")
-        cfg = cls(**{**cls.PRESETS[profile], **overrides})
+        caps = smoke_caps(cls.__name__) if profile == "full" else {}
+        cfg = cls(**{**cls.PRESETS[profile], **caps, **overrides})
         if show:
-            print(cfg.describe(profile))
+            print(cfg.describe(profile) + (f"\n  (smoke run: capped {caps})" if caps else ""))
         return cfg
 
     def replace(self, **changes: Any):

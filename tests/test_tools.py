@@ -47,26 +47,38 @@ def test_cache_key_covers_lib_requirements_profile_and_seed(tmp_path, monkeypatc
     assert book.cache_key(source, "quick", 0) != key2
 
 
-def test_report_page_and_provenance_line(monkeypatch):
+def test_report_page_and_provenance_line_count_the_same_verdicts(monkeypatch):
     monkeypatch.setattr(book, "chapter_slugs", lambda: ["toy"])
-    claim = {"claim": "acc | high", "value": 0.93, "comparison": "≥", "threshold": "0.9", "outcome": "reproduced"}
-    skipped = {**claim, "claim": "big", "outcome": "skipped", "note": "needs the full profile"}
+    monkeypatch.setattr(report, "gpu_rows", lambda: {})
+    claim = {
+        "claim": "acc | high", "kind": "claim", "row": "toy-a", "value": 0.93, "comparison": "≥", "null": 0.9,
+        "threshold": 0.9, "outcome": "holds", "note": "",
+    }  # fmt: skip
+    finding = {**claim, "claim": "gap", "value": -0.01, "null": 0.0, "threshold": 0.0, "outcome": "fails"}
+    big = {**claim, "claim": "big", "value": None, "outcome": "not run", "note": "needs the full profile"}
+    verdict = {"row": "toy-a", "claim": "A", "source": "", "verdict": "partly", "why": "", "measured": ["m"]}
+    verdicts = [verdict, {**verdict, "row": "toy-b", "verdict": "not tested here"}]
+    verdicts = [{**v, "full": "not yet run on a GPU", "data": []} for v in verdicts]
     row = {
-        "chapter": "toy",
-        "status": "ok",
-        "profile": "quick",
-        "device": "cpu",
-        "seconds": 12.3,
-        "peak_memory_mb": 400.0,
-        "seed": 0,
-        "commit": "abc1234",
-        "claims": [claim, skipped],
-    }
+        "chapter": "toy", "status": "ok", "profile": "quick", "device": "cpu", "seconds": 12.3,
+        "peak_memory_mb": 400.0, "seed": 0, "commit": "abc1234", "claims": [claim, finding, big],
+        "verdicts": verdicts,
+    }  # fmt: skip
     page = report.render({"chapters": {"toy": row}}, {"toy": "Toy chapter"})
-    assert "| {ref}`Toy chapter <repro-toy>` | ok | quick | cpu | 12.3 | 400 | 1/1 (+1 skipped) |" in page
+    head = "paper claims: 1 partly, 1 not tested here · checks at this seed: 1 hold, 1 fail (findings), 1 not run"
+    assert f"| {{ref}}`Toy chapter <repro-toy>` | ok | quick | 12.3 | 400 | {head} in this profile |" in page
+    assert "| this build, profile `quick` (commit `abc1234`, torch None) | 1 | 0 | 1 | 0 | 1 | 1 | 1 | 1 |" in page
     assert "(repro-toy)=" in page and "acc \\| high" in page and "needs the full profile" in page
+    assert "| gap | paper claim (toy-a) | -0.01 | ≥ 0 | fails |" in page
     line = report.provenance_line(row)
-    assert "`abc1234`" in line and "claims reproduced 1/1, 1 skipped" in line and "<repro-toy>" in line
+    assert "`abc1234`" in line and head in line and "<repro-toy>" in line and "reproduced 3" not in line
+
+
+def test_full_cost_line_says_when_there_is_no_gpu_run():
+    assert "Not yet run on a GPU" in report.full_cost_line("toy", {})
+    row = {"gpu": "NVIDIA H100", "status": "ok", "seconds": 151.2, "commit": "abc", "stale": True, "claims": []}
+    line = report.full_cost_line("toy", {"toy": {**row, "verdicts": []}})
+    assert "NVIDIA H100: finished in 151 s" in line and "code has changed since" in line
 
 
 def test_pair_check_catches_disagreement_and_outputs(tmp_path):
@@ -87,7 +99,7 @@ def test_pair_check_catches_disagreement_and_outputs(tmp_path):
 def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
     good = toy_chapter(
         tmp_path / "good.md",
-        "import lib\nrun = lib.start(profile, seed)\nlib.check('two is two', 2, close_to=2, tol=0)",
+        "import lib\nrun = lib.start(profile, seed)\nlib.check('two is two', 2, kind='exact', close_to=2, tol=0)",
     )
     bad = toy_chapter(tmp_path / "bad.md", "x = 1\nraise RuntimeError('boom in the toy chapter')")
     out, rep = tmp_path / "out", tmp_path / "report.json"
@@ -97,7 +109,7 @@ def test_failing_chapter_is_reported_and_others_still_run(tmp_path):
     assert "FAILED: bad" in proc.stderr
     rows = {r["chapter"]: r for r in json.loads(rep.read_text())["chapters"]}
     assert rows["good"]["status"] == "ok" and (out / "chapters" / "good.ipynb").exists()
-    assert [c["outcome"] for c in rows["good"]["claims"]] == ["reproduced"]
+    assert [c["outcome"] for c in rows["good"]["claims"]] == ["holds"]
     assert rows["good"]["seconds"] > 0 and rows["good"]["peak_memory_mb"] > 10 and rows["good"]["device"] == "cpu"
     err = rows["bad"]["error"]
     assert rows["bad"]["status"] == "failed" and err["line"] == "RuntimeError: boom in the toy chapter"
@@ -122,7 +134,7 @@ def test_chapter_runs_as_a_plain_script(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(out.read_text())
     assert summary["status"] == "ok" and summary["profile"] == "quick"
-    assert [c["outcome"] for c in summary["claims"]].count("reproduced") >= 3
+    assert [c["outcome"] for c in summary["claims"]].count("holds") >= 3
     assert sorted(p.name for p in figures.glob("*.png")) == ["using-this-book-01.png"]
 
 

@@ -1,6 +1,7 @@
 """Execute chapters with papermill and record the execution report.
 
     python -m tools.execute [CHAPTER ...] [--profile quick|full|auto] [--seed 0] [--jobs N] [--force]
+    python -m tools.execute --smoke [CHAPTER ...]     # the full profile's smoke run on the CPU (make test runs it)
 
 CHAPTER is a slug of `_toc.yml` or a path to a MyST notebook (`.md`); none means every chapter in the TOC.
 Each chapter runs in its own process (in parallel on a CPU, one at a time on a GPU), from its `.md` source
@@ -9,6 +10,10 @@ does not stop the others and keeps its last good executed notebook; the command 
 naming it. A chapter whose cache key (source, `lib/`, requirements, profile, seed) matches a passing run is
 skipped. Per chapter, `_build/reports/execution.json` records status, seconds, peak memory, profile, device,
 seed, commit, every claim check, and on failure the failing cell and error line.
+
+`--smoke` runs every chapter with the `full` profile's configuration on the CPU with its loops cut short
+(`BOOK_SMOKE=1`, see `lib/progress.py`), into `_build/smoke/` and `_build/reports/smoke.json`: it catches a shape,
+device or branch error of the full profile before a GPU sees it. Its checks are recorded as not run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tools import book
+
+SMOKE_CAPS = Path(__file__).with_name("smoke_caps.json")  # sizes the smoke run caps, by config class
 
 
 def git_commit() -> str:
@@ -116,6 +123,7 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
         "BOOK_QUIET_PROGRESS": "1",
         "BOOK_THREADS": str(threads),
         "BOOK_COMMIT": commit,
+        **({"BOOK_SMOKE": "1", "BOOK_DEVICE": "cpu", "BOOK_SMOKE_CAPS": str(SMOKE_CAPS)} if args.smoke else {}),
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
@@ -162,7 +170,9 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "claims": claims,
             "verdicts": verdicts,
-            "key": book.cache_key(source, args.profile, args.seed),
+            "key": book.cache_key(
+                source, args.profile + ("-smoke" if getattr(args, "smoke", False) else ""), args.seed
+            ),
         }
     )
     if row["status"] == "ok":
@@ -176,6 +186,11 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
         row["failed_notebook"] = str(failed)
     shutil.rmtree(work, ignore_errors=True)
     return row
+
+
+def _key_profile(args) -> str:
+    """Return the profile as the cache key sees it (a smoke run is not a full run)."""
+    return args.profile + ("-smoke" if getattr(args, "smoke", False) else "")
 
 
 def _claims_summary(row: dict) -> str:
@@ -197,8 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     parser.add_argument("--out", type=Path, default=book.EXECUTED, help="folder for executed notebooks")
     parser.add_argument("--report", type=Path, default=book.REPORT_FILE, help="execution report (JSON)")
+    parser.add_argument("--smoke", action="store_true", help="the full profile, loops cut short, on the CPU")
     parser.add_argument("--one", nargs=3, metavar=("SOURCE", "OUTPUT", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.profile = "full"
+        if args.out == book.EXECUTED:
+            args.out = book.BUILD / "smoke"
+        if args.report == book.REPORT_FILE:
+            args.report = book.REPORTS / "smoke.json"
 
     if args.one:
         source, output, result = (Path(p) for p in args.one)
@@ -214,14 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     todo = []
     for slug, source in chapters:
         old = report["chapters"].get(slug)
-        key = book.cache_key(source, args.profile, args.seed)
+        key = book.cache_key(source, _key_profile(args), args.seed)
         executed = args.out / "chapters" / f"{slug}.ipynb"
         if not args.force and old and old.get("status") == "ok" and old.get("key") == key and executed.exists():
             print(f"cached   {slug:<28} (unchanged since a passing run; --force re-runs it)")
             continue
         todo.append((slug, source))
 
-    gpu = torch.cuda.is_available() and os.environ.get("BOOK_DEVICE", "") in ("", "cuda")
+    gpu = not args.smoke and torch.cuda.is_available() and os.environ.get("BOOK_DEVICE", "") in ("", "cuda")
     cores = os.cpu_count() or 1
     jobs = 1 if gpu else max(1, min(args.jobs or cores, len(todo) or 1))
     # One thread per chapter on a CPU, however many run at once: some values depend on the order of floating-point

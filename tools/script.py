@@ -39,6 +39,15 @@ def _show(*args, **kwargs):
             _plt.figure(num).savefig(_os.path.join(_figdir, _name))
     _plt.close("all")
 _plt.show = _show
+def _gpu_memory():
+    _path = _os.environ.get("BOOK_GPU_MEMORY_FILE")
+    import sys as _sys
+    _torch = _sys.modules.get("torch")
+    if _path and _torch is not None and _torch.cuda.is_available():
+        with open(_path, "w") as _fh:
+            _fh.write(str(round(_torch.cuda.max_memory_allocated() / 2**20, 1)))
+import atexit as _atexit
+_atexit.register(_gpu_memory)
 """
 
 
@@ -65,8 +74,9 @@ def to_script(source: Path, seed: int = 0) -> str:
 def run_script(script: Path, chapter: str, profile: str, timeout: float | None, results: Path | None) -> dict:
     """Run one emitted chapter script in `chapters/`; return its summary (status, seconds, claims)."""
     with tempfile.TemporaryDirectory() as tmp:
-        claims = Path(tmp) / "claims.jsonl"
+        claims, gpu_file = Path(tmp) / "claims.jsonl", Path(tmp) / "gpu.json"
         env = {
+            "BOOK_GPU_MEMORY_FILE": str(gpu_file),
             **os.environ,
             "BOOK_PROFILE": profile,
             "BOOK_CHAPTER": chapter,
@@ -97,20 +107,33 @@ def run_script(script: Path, chapter: str, profile: str, timeout: float | None, 
             if log:
                 log.close()
         seconds = time.perf_counter() - started
-        rows = [json.loads(x) for x in claims.read_text().splitlines()] if claims.exists() else []
-    count = {o: sum(r["outcome"] == o for r in rows) for o in ("reproduced", "not reproduced", "skipped")}
+        lines = [json.loads(x) for x in claims.read_text().splitlines()] if claims.exists() else []
+        gpu_mb = json.loads(gpu_file.read_text()) if gpu_file.exists() else None
+    rows = [r for r in lines if r.get("record", "check") == "check"]
+    verdicts = [r for r in lines if r.get("record") == "verdict"]
+    from lib.checks import headline
+
+    count = {o: sum(r["outcome"] == o for r in rows) for o in ("holds", "fails", "not run")}
     print(
-        f"{status}: {chapter} in {seconds:.1f} s, profile {profile}, {count['reproduced']} claim(s) "
-        f"reproduced, {count['not reproduced']} not, {count['skipped']} skipped",
+        f"{status}: {chapter} in {seconds:.1f} s, profile {profile}, checks: {count['holds']} hold, "
+        f"{count['fails']} fail, {count['not run']} not run; {headline(verdicts)}",
         flush=True,
     )
-    return {"chapter": chapter, "status": status, "seconds": round(seconds, 1), "profile": profile, "claims": rows}
+    return {
+        "chapter": chapter,
+        "status": status,
+        "seconds": round(seconds, 1),
+        "profile": profile,
+        "peak_gpu_mb": gpu_mb,
+        "claims": rows,
+        "verdicts": verdicts,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("chapters", nargs="*", type=Path, help="chapters/<slug>.md (one, or several with --emit)")
-    parser.add_argument("--profile", default=os.environ.get("BOOK_PROFILE", "auto"))
+    parser.add_argument("--profile", default=os.environ.get("BOOK_PROFILE", "quick"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--figures", type=Path, help="save every figure here as PNG")
     parser.add_argument("--out", type=Path, help="write a JSON summary here")
