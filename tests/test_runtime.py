@@ -19,19 +19,22 @@ def test_profile_from_environment(monkeypatch):
     assert runtime.resolve_profile(None) == "full"
 
 
-def test_profile_auto_follows_cuda(monkeypatch):
+def test_quick_is_the_default_on_every_device(monkeypatch):
+    """A notebook opened anywhere (Colab with a GPU included) runs quick unless full is asked for."""
     monkeypatch.delenv("BOOK_PROFILE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert runtime.resolve_profile(None) == "quick"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert runtime.resolve_profile(None) == "full"
-    assert runtime.resolve_profile("auto") == "full"
+    assert runtime.resolve_profile(None) == "quick"
+    assert runtime.resolve_profile("full") == "full"
+    monkeypatch.setenv("BOOK_PROFILE", "full")
+    assert runtime.resolve_profile(None) == "full" and runtime.resolve_profile("quick") == "quick"
 
 
 @pytest.mark.parametrize("bad", ["fast", "QUICKER", "gpu"])
 def test_unknown_profile_is_a_clear_error(bad, monkeypatch):
     monkeypatch.delenv("BOOK_PROFILE", raising=False)
-    with pytest.raises(ValueError, match="valid profiles are 'quick', 'full', 'auto'"):
+    with pytest.raises(ValueError, match="valid profiles are 'quick', 'full'"):
         runtime.resolve_profile(bad)
     monkeypatch.setenv("BOOK_PROFILE", bad)
     with pytest.raises(ValueError, match="BOOK_PROFILE"):
