@@ -123,7 +123,7 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
         "BOOK_QUIET_PROGRESS": "1",
         "BOOK_THREADS": str(threads),
         "BOOK_COMMIT": commit,
-        **({"BOOK_SMOKE": "1", "BOOK_DEVICE": "cpu", "BOOK_SMOKE_CAPS": str(SMOKE_CAPS)} if args.smoke else {}),
+        **({"BOOK_SMOKE": "1", "BOOK_DEVICE": "cpu", "BOOK_SMOKE_CAPS": str(SMOKE_CAPS)} if _smoke(args) else {}),
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
@@ -188,9 +188,14 @@ def _execute(slug: str, source: Path, args, threads: int, commit: str, out_dir: 
     return row
 
 
+def _smoke(args) -> bool:
+    """True for the smoke run (callers such as the seed study pass no `smoke`)."""
+    return bool(getattr(args, "smoke", False))
+
+
 def _key_profile(args) -> str:
     """Return the profile as the cache key sees it (a smoke run is not a full run)."""
-    return args.profile + ("-smoke" if getattr(args, "smoke", False) else "")
+    return args.profile + ("-smoke" if _smoke(args) else "")
 
 
 def _claims_summary(row: dict) -> str:
