@@ -30,7 +30,9 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = ["intro", "reproducibility"] + [f"chapters/{slug}" for slug in book.chapter_slugs()]
+PAGES = ["intro", "reproducibility", "robustness", "notation", "bibliography", "instructors"] + [
+    f"chapters/{slug}" for slug in book.chapter_slugs()
+]
 SHOTS = book.BUILD / "screenshots"
 
 
@@ -69,6 +71,12 @@ WIDE_ELEMENTS = """() => [
     .filter(e => !e.closest('div.cell_output, div.output') && e.scrollWidth > e.clientWidth + 2)
     .map(e => 'code: ' + e.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a).slice(0, 90)),
 ]"""
+
+
+# A check line (or any printed output) whose end is hidden: the qualifying note of a check must be readable.
+CLIPPED_OUTPUTS = """() => [...document.querySelectorAll('article div.cell_output pre')]
+  .filter(e => e.scrollWidth > e.clientWidth + 2)
+  .map(e => e.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a).slice(0, 90))"""
 
 
 def open_page(browser, path):
@@ -121,13 +129,17 @@ def test_page_renders(browser, path):
     wide = page.evaluate(WIDE_ELEMENTS)
     assert not wide, f"{path}: wider than their column at 1280 px: {wide}"
     assert not errors, f"JavaScript errors: {errors}"
+    clipped = page.evaluate(CLIPPED_OUTPUTS)
+    assert not clipped, f"{path}: printed output clipped at 1280 px: {clipped}"
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.wait_for_timeout(200)
-    page.screenshot(path=str(SHOTS / f"{name}-390.png"))
+    page.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
+    clipped = page.evaluate(CLIPPED_OUTPUTS)
+    assert not clipped, f"{path}: printed output clipped at 390 px: {clipped}"
     page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; }")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.wait_for_timeout(200)
-    page.screenshot(path=str(SHOTS / f"{name}-dark.png"))
+    page.screenshot(path=str(SHOTS / f"{name}-dark.png"), full_page=True)
     page.close()
 
 
