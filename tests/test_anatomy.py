@@ -16,15 +16,38 @@ def section(text: str, heading: str) -> str:
 
 
 @pytest.mark.parametrize("slug", PAPERS)
-def test_numbers_section_opens_with_a_verdict_table(slug):
+def test_numbers_section_opens_with_a_generated_verdict_table(slug):
+    """The verdict table is computed from the record (lib.checks.verdict_table), never typed: no number in it can
+    disagree with the record, and the headline counts the same verdicts."""
     text = book.chapter_source(slug).read_text()
     body = section(text, "What the numbers say").strip()
     assert body, f"{slug}: no '## What the numbers say' section"
-    first = body.split("\n\n", 1)[0]
-    header = first.splitlines()[0] if first.startswith("|") else ""
-    assert "verdict" in header.lower(), f"{slug}: 'What the numbers say' must open with a verdict table"
-    verdicts = re.findall(r"\|\s*(reproduced|partly|not reproduced|not tested here)\s*\|?\s*$", first, re.M | re.I)
-    assert verdicts, f"{slug}: the verdict table has no row with a verdict"
+    first = re.split(r"\n(?=[^\n`:])", body, maxsplit=1)[0]
+    assert first.startswith("```{code-cell}") and "verdict_table(" in first, (
+        f"{slug}: 'What the numbers say' must open with the code cell that calls verdict_table(...)"
+    )
+    typed = re.findall(r"^\|[^\n]*\bverdict\b[^\n]*\|\s*$", text, re.M | re.I)
+    assert not typed, f"{slug}: a verdict table typed by hand: {typed[:1]}"
+
+
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_chapter_ends_with_a_summary_before_its_exercises(slug):
+    text = book.chapter_source(slug).read_text()
+    heads = re.findall(r"^## (.+?)\s*$", text, re.M)
+    assert "Summary" in heads and "Exercises" in heads, f"{slug}: sections {heads}"
+    assert heads.index("Summary") == heads.index("Exercises") - 1, f"{slug}: Summary must come right before Exercises"
+    assert section(text, "Summary").strip(), f"{slug}: an empty Summary"
+
+
+PARAMETERS = 'profile = None  # "quick" (default, any device) or "full" (GPU; see the chapter head)'
+
+
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_parameters_cell_says_quick_is_the_default(slug):
+    text = book.chapter_source(slug).read_text()
+    cell = re.search(r"```\{code-cell\} ipython3\n:tags: \[parameters\]\n\n(.*?)```", text, re.S)
+    assert cell and cell.group(1).splitlines()[0] == PARAMETERS, f"{slug}: the parameters cell must read {PARAMETERS!r}"
+    assert f'chapter="{slug}"' in text, f"{slug}: lib.start(profile, seed, chapter={slug!r}) finds its study"
 
 
 @pytest.mark.parametrize("slug", book.chapter_slugs())

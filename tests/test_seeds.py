@@ -167,6 +167,8 @@ def test_study_key_covers_code_not_prose(tmp_path, monkeypatch):
     assert "induction.py" not in {p.name for p in book.study_files(source)}
     toy(source, "import lib\nfrom lib import spn\nx = 1").write_text(source.read_text() + "\nMore prose.\n")
     assert book.study_key(source, "quick", 0) == key  # a text edit does not stale a study
+    toy(source, "import lib\nfrom lib import spn\n\nx = 1  # a comment")
+    assert book.study_key(source, "quick", 0) == key  # nor a comment or formatting
     toy(source, "import lib\nfrom lib import spn\nx = 2")
     assert book.study_key(source, "quick", 0) != key and book.study_key(source, "quick", 1) != key
 

@@ -149,17 +149,35 @@ def lib_closure(code: str) -> list[Path]:
     return sorted(ROOT / "lib" / f"{name}.py" for name in seen)
 
 
-def study_key(source: Path, profile: str, seed: int) -> str:
-    """Return the key of a chapter's seed-study job: what its *code* depends on, not its prose.
+def code_form(code: str) -> str:
+    """Return what Python runs of `code`: its syntax tree without comments, formatting or docstrings."""
+    import ast
 
-    It covers the chapter's code cells, the `lib` modules they import (transitively), `requirements.txt`, the
-    profile and the seed: a text edit does not stale a study, and a change to `lib/spn.py` stales only the
-    chapters that import it.
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def study_key(source: Path, profile: str, seed: int) -> str:
+    """Return the key of a chapter's seed-study job: what its *code* does, not its prose or comments.
+
+    It covers the syntax trees of the chapter's code cells and of the `lib` modules they import (transitively),
+    without comments or docstrings, then `requirements.txt`, the profile and the seed: a text edit, a comment or
+    a docstring does not stale a study, and a change to `lib/spn.py` stales only the chapters that import it.
     """
     digest = hashlib.sha256()
     cells = code_cells(source)
-    digest.update(json.dumps(cells).encode())
-    _hash_files(digest, [*lib_closure("\n".join(cells)), ROOT / "requirements.txt"])
+    digest.update(json.dumps([code_form(c) for c in cells]).encode())
+    for path in lib_closure("\n".join(cells)):
+        digest.update(f"{path.name}\n{code_form(path.read_text())}".encode())
+    _hash_files(digest, [ROOT / "requirements.txt"])
     digest.update(json.dumps([profile, seed]).encode())
     return digest.hexdigest()
 
