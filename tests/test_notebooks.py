@@ -78,12 +78,44 @@ def test_instructor_markdown_is_plain_jupyter():
     assert "[Another chapter](https://example.org/book/chapters/there.html)" in text
     assert "**Theorem (Main).** For all $x$," in text and "$$\nf(x) = 0\n$$" in text and "(eq-main)" not in text
     assert "**Exercise 3.1 (Predict).** Change the code and predict." in text
-    assert "<summary><b>Solution to Exercise 3.1</b></summary>" in text and "print(42)" in text
-    assert "*Autograder tests (hidden)*\n\n```python\ndef test_answer(x):\n    assert x == 42\n```" in text
-    assert "The answer is 42." in text and "spoiler" not in text
+    assert "<summary><b>Solution to Exercise 3.1</b></summary>" in text and "The answer is 42." in text
+    # an autograded solution's code and its tests are the instructor's: no published notebook shows them
+    assert "print(42)" not in text and "test_answer" not in text and notebooks.AUTOGRADED_NOTE in text
+    assert "spoiler" not in text
     assert "- A Smith, B Jones (2020). *T*. V. <https://arxiv.org/abs/1>" in text
     for leftover in notebooks.MYST_LEFTOVERS:
         assert leftover not in text, leftover
+
+
+def test_public_myst_drops_autograded_code_and_tests_only():
+    myst = "\n".join(
+        [
+            "````{solution} ex-1",
+            ":class: dropdown",
+            "",
+            "Why: because.",
+            "",
+            "```python",
+            "x = 42  # BEGIN SOLUTION",
+            "```",
+            "",
+            "```{code-block} python",
+            ":caption: Autograder tests (hidden)",
+            "",
+            "def test_x(x):",
+            "    assert x == 42",
+            "```",
+            "````",
+            "",
+            "```{solution} ex-2",
+            "A written answer with `code`.",
+            "```",
+        ]
+    )
+    out = notebooks.public_myst(myst)
+    assert "x = 42" not in out and "test_x" not in out and "Why: because." in out and ":class: dropdown" in out
+    assert notebooks.AUTOGRADED_NOTE in out and "A written answer with `code`." in out
+    assert out.count("````") == 2 and out.splitlines()[-1] == "```"
 
 
 def test_student_markdown_has_no_solution_and_no_spoiler():

@@ -19,7 +19,6 @@ chapter's setup, parameters and imports cells, then the questions), and what `ot
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import inspect
 import io
@@ -93,29 +92,6 @@ def strip_solution_marks(text: str) -> str:
     return SOLUTION_MARK.sub("", text)
 
 
-def _blocks(body: str) -> tuple[str, list[tuple[str, bool]], str]:
-    """Split a solution body into (python solution, test functions, remaining Markdown)."""
-    code, tests, rest = "", [], []
-    pattern = re.compile(r"^```(?:\{code-block\} python|python)[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)^```\s*$", re.M | re.S)
-    last = 0
-    for m in pattern.finditer(body):
-        rest.append(body[last : m.start()])
-        last = m.end()
-        options, source = m.group(1), m.group(2).rstrip("\n")
-        caption = re.search(r":caption:\s*(.*)", options)
-        if caption and "autograder tests" in caption.group(1).lower():
-            hidden = "hidden" in caption.group(1).lower()
-            for node in ast.parse(source).body:
-                if isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
-                    tests.append((ast.get_source_segment(source, node), hidden))
-        elif not code and m.group(0).startswith("```python"):
-            code = source
-        else:
-            rest.append(m.group(0))
-    rest.append(body[last:])
-    return code, tests, "".join(rest).strip()
-
-
 def questions(slug: str, ctx: notebooks.Book | None = None) -> list[Question]:
     """Return the chapter's exercises as otter questions, in order, numbered as in the book."""
     ctx = ctx or notebooks.context()
@@ -136,7 +112,7 @@ def questions(slug: str, ctx: notebooks.Book | None = None) -> list[Question]:
             found[label] = Question(label, conv.number(), arg, conv.body(text))
         elif name == "solution" and arg.strip() in found:
             q = found[arg.strip()]
-            q.solution_code, q.tests, rest = _blocks(text)
+            q.solution_code, q.tests, rest = notebooks.solution_parts(text)
             q.solution_text = conv.body(rest) if rest else ""
     return list(found.values())
 
@@ -228,7 +204,8 @@ def master_notebook(slug: str, ctx: notebooks.Book | None = None) -> nbformat.No
     cells = [
         _raw("# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=False).strip()),
         nbformat.v4.new_markdown_cell(
-            f"# Assignment: {title}\n\nThe exercises of the chapter [{title}]({ctx.base_url}chapters/{slug}.html). "
+            f"# Assignment: {title}\n\nThe exercises of the chapter [{title}]({notebooks.student_url()}chapters/"
+            f"{slug}.html). "
             "Run the cells in order. For an autograded question, write your code where it says `...`, then run "
             "`grader.check(...)` below it to see the public tests; more tests are used for grading. For the other "
             "questions, write your answer in the cell after the question."
@@ -315,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="only run each solution and blank against its tests (seconds, no otter)"
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    ctx = notebooks.context()
+    ctx = notebooks.context(student=True)  # what students see links to the student edition
     slugs = [Path(c).stem if c.endswith(".md") else c for c in args.chapters]
     for slug in slugs:
         if not book.chapter_source(slug).exists():

@@ -73,11 +73,13 @@ def stage(
     report_file: Path = book.REPORT_FILE,
     transform: Callable[[nbformat.NotebookNode], nbformat.NotebookNode] | None = None,
     transform_text: Callable[[str], str] | None = None,
+    student: bool = False,
 ) -> list[str]:
     """Write the source tree of the book into `dest`; return the problems that stop the build.
 
     `transform` rewrites each chapter notebook and `transform_text` each top-level page before they are
-    written (the student edition strips solutions with them).
+    written (the student edition strips solutions with them). Every edition drops the code and tests of
+    autograded solutions (`notebooks.public_myst`); the student edition's links point at the student edition.
     """
     problems = []
     wanted = {"_build", "_static", "chapters", "robustness", *book.GENERATED, *book.ASSETS, *book.TOP_PAGES}
@@ -103,7 +105,7 @@ def stage(
     record = seeds.load_record(seeds.record_path("quick"))
     gpu = report.gpu_rows()
     titles = {}
-    ctx = notebooks.context()
+    ctx = notebooks.context(student)
     for slug in book.chapter_slugs():
         src = executed / "chapters" / f"{slug}.ipynb"
         if not src.exists():
@@ -120,7 +122,7 @@ def stage(
         nb.metadata.pop("papermill", None)
         for cell in nb.cells:
             if cell.cell_type == "markdown":
-                cell.source = notebooks.SOLUTION_MARK.sub("", link_notebooks(cell.source, book.chapter_slugs()))
+                cell.source = notebooks.public_myst(link_notebooks(cell.source, book.chapter_slugs()))
             tags = cell.get("metadata", {}).get("tags", [])
             if {"parameters", "injected-parameters"} & set(tags) and "hide-input" not in tags:
                 cell.metadata["tags"] = [*tags, "hide-input"]  # folded: the reader sees the values on request

@@ -121,9 +121,17 @@ def bibliography(path: Path | None = None) -> dict[str, dict]:
     return out
 
 
-def context() -> Book:
-    """Return the converter's view of the book (titles, numbers and labels of every chapter; the bibliography)."""
-    ctx = Book(base_url=base_url(), numbers=chapter_numbers(), refs=bibliography())
+def student_url() -> str:
+    """Return the student edition's address (published under `student/` of the book's address)."""
+    return base_url() + "student/"
+
+
+def context(student: bool = False) -> Book:
+    """Return the converter's view of the book (titles, numbers and labels of every chapter; the bibliography).
+
+    For the student edition its links point at the student edition, never at the one with solutions.
+    """
+    ctx = Book(base_url=student_url() if student else base_url(), numbers=chapter_numbers(), refs=bibliography())
     for slug in book.chapter_slugs():
         source = book.chapter_source(slug)
         if not source.exists():
@@ -214,6 +222,66 @@ def _directive_block(lines: list[str], start: int) -> tuple[str, str, dict, list
     if i >= len(lines):
         raise ValueError(f"unclosed directive {{{name}}} (fence {fence!r})")
     return name, arg, options, body, i + 1
+
+
+AUTOGRADED_NOTE = (
+    "*This exercise is autograded: its solution and its tests belong to the instructor's build of the assignment "
+    "(`make assignments`), and no published page or notebook shows them.*"
+)
+CODE_BLOCK = re.compile(r"^```(?:\{code-block\} python|python)[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)^```\s*$", re.M | re.S)
+
+
+def solution_parts(body: str) -> tuple[str, list[tuple[str, bool]], str]:
+    """Split a solution's body into (python solution, autograder test functions (source, hidden), the prose left).
+
+    An exercise is autograded when its solution holds a ```` ```python ```` block (the solution, with `# BEGIN
+    SOLUTION` / `# END SOLUTION` lines) and `{code-block} python` blocks captioned "Autograder tests (public)" or
+    "(hidden)", one test function `def test_...(name, ...)` each.
+    """
+    import ast
+
+    code, tests, rest = "", [], []
+    last = 0
+    for m in CODE_BLOCK.finditer(body):
+        rest.append(body[last : m.start()])
+        last = m.end()
+        options, source = m.group(1), m.group(2).rstrip("\n")
+        caption = re.search(r":caption:\s*(.*)", options)
+        if caption and "autograder tests" in caption.group(1).lower():
+            hidden = "hidden" in caption.group(1).lower()
+            for node in ast.parse(source).body:
+                if isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
+                    tests.append((ast.get_source_segment(source, node), hidden))
+        elif not code and m.group(0).startswith("```python"):
+            code = source
+        else:
+            rest.append(m.group(0))
+    rest.append(body[last:])
+    return code, tests, "".join(rest).strip()
+
+
+def public_solution(body: str) -> str:
+    """Return a solution's body as published: an autograded one keeps its prose, without its code and tests."""
+    code, tests, rest = solution_parts(body)
+    if not tests:
+        return body
+    return (rest + "\n\n" if rest else "") + AUTOGRADED_NOTE
+
+
+def public_myst(text: str) -> str:
+    """Return MyST text with every autograded solution's code and tests removed (the published editions)."""
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        if OPEN.match(lines[i]):
+            name, arg, options, body, end = _directive_block(lines, i)
+            if name == "solution":
+                head = lines[i : i + 1 + len(options)]
+                out += [*head, "", *public_solution("\n".join(body)).splitlines(), lines[end - 1]]
+                i = end
+                continue
+        out.append(lines[i])
+        i += 1
+    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
 class Converter:
@@ -308,7 +376,7 @@ class Converter:
             if self.student:
                 return None, ""
             number = self.exercise_numbers.get(arg.strip(), "")
-            inner = self.body(body)
+            inner = self.body(public_solution(body))
             return f"<details>\n<summary><b>Solution to Exercise {number}</b></summary>\n\n{inner}\n\n</details>", ""
         if name == "math":
             return f"$$\n{body.strip()}\n$$", ""
@@ -377,7 +445,10 @@ def insert_before_references(cells: list, section: str, new_cell) -> None:
     cells.append(new_cell(section))
 
 
-ANSWER = "**Your answer to Exercise {number}.** (Write your prediction or derivation here; run code in a cell below.)"
+ANSWER = (
+    "**Your answer to Exercise {number}.** (Write your prediction or derivation here; code goes in the cell below.)"
+)
+ANSWER_CODE = "# Your code for Exercise {number} (if it asks for any)\n"
 
 
 def convert(
@@ -403,7 +474,9 @@ def convert(
             if k < len(done.answers_after):
                 answer = nbformat.v4.new_markdown_cell(ANSWER.format(number=done.answers_after[k]))
                 answer.metadata["tags"] = ["answer"]
-                cells.append(answer)
+                code = nbformat.v4.new_code_cell(ANSWER_CODE.format(number=done.answers_after[k]))
+                code.metadata["tags"] = ["answer"]
+                cells += [answer, code]
     if conv.cited and not conv.listed:
         cells.append(nbformat.v4.new_markdown_cell("## References\n\n" + conv.references()))
     insert_before_references(cells, how_to_cite(slug, ctx, source), nbformat.v4.new_markdown_cell)

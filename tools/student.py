@@ -29,12 +29,16 @@ INSTRUCTORS_PAGE = """# For instructors
 
 This is the **student edition** of the book: exercises without solutions, and without the passages of
 "What the numbers say" that would answer them. Its launch buttons open the student notebooks, which have an
-empty answer cell after each exercise.
+answer cell (and a code cell) after each exercise.
 
-If you teach with this book, use the instructor edition instead: the same book with every solution in a
-drop-down under its exercise, a table of what each exercise practises, and how to build and hand out this
-edition. It is at {base_url}instructors.html.
+If you teach with this book, build the instructor's material from the book's source repository: `make
+assignments` writes each chapter's otter-grader assignment (the autograded questions' solutions and hidden
+tests, the rubric of each written question, and the Gradescope autograder), and `make student` this edition.
+The source repository's README says how.
 """
+STUDENT_INTRO = {
+    "exercises with solutions": "exercises (this edition has no solutions)",
+}
 
 
 def strip_solutions(text: str) -> str:
@@ -83,7 +87,9 @@ def student_notebook(slug: str, ctx: notebooks.Book) -> nbformat.NotebookNode:
 def student_text(text: str) -> str:
     """Rewrite a top-level page for the student edition."""
     if text.startswith("# For instructors"):
-        return INSTRUCTORS_PAGE.format(base_url=notebooks.base_url())
+        return INSTRUCTORS_PAGE
+    for old, new in STUDENT_INTRO.items():
+        text = text.replace(old, new)
     return strip_solutions(text)
 
 
@@ -92,13 +98,15 @@ def main() -> int:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    ctx = notebooks.context()
+    ctx = notebooks.context(student=True)
     for slug in book.chapter_slugs():
         notebooks.write_notebook(student_notebook(slug, ctx), out / f"{slug}.ipynb")
     dest = STUDENT / "book"
-    problems = build.stage(dest, transform=strip_notebook, transform_text=student_text)
+    problems = build.stage(dest, transform=strip_notebook, transform_text=student_text, student=True)
     config = yaml.safe_load((dest / "_config.yml").read_text())
     config["repository"]["branch"] = STUDENT_REF  # launch buttons open the student notebooks
+    # no button to the source repository: it holds every solution and hidden test (the instructors' source)
+    config["html"].update(use_repository_button=False, use_issues_button=False)
     config["title"] = config["title"] + " (student edition)"
     (dest / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     for slug in book.chapter_slugs():  # the page's download button and _sources: the student notebook's code too
