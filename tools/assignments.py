@@ -240,18 +240,75 @@ def master_notebook(slug: str, ctx: notebooks.Book | None = None) -> nbformat.No
     return nb
 
 
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def lib_wheel(out: Path) -> Path:
+    """Build the book's `lib` as a wheel in `out` (the autograder zip carries it: graders need no repository)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("*.whl"):
+        old.unlink()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(book.ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return next(out.glob("ml_theory_book_lib-*.whl"))
+
+
+def grading_requirements(wheel: str) -> str:
+    """Return the autograder's requirements: lib's dependencies pinned as the book pins them (torch's CPU build:
+    a grader has no GPU, and the CUDA build is several GB), then the `lib` wheel that the zip carries."""
+    import tomllib
+
+    pins = {}
+    for line in (book.ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if "==" in line:
+            pins[re.split(r"[=<>\[]", line)[0].lower()] = line
+    deps = tomllib.loads((book.ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = [re.split(r"[=<>\[ ]", d)[0].lower() for d in deps]
+    missing = [n for n in names if n not in pins]
+    if missing:
+        raise SystemExit(f"error: requirements.txt pins no version of lib's dependencies {missing}")
+    lines = [f"--extra-index-url {TORCH_CPU_INDEX}", *(pins[n] for n in names), f"./files/{wheel}"]
+    return "\n".join(lines) + "\n"
+
+
 def _otter() -> str:
     found = Path(sys.executable).with_name("otter")
     return str(found) if found.exists() else (shutil.which("otter") or "otter")
 
 
-def assign(slug: str, ctx: notebooks.Book | None = None, out: Path = OUT) -> Path:
-    """Write the master notebook and run `otter assign` on it; return the chapter's assignment folder."""
+def assign(slug: str, ctx: notebooks.Book | None = None, out: Path = OUT, wheel: Path | None = None) -> Path:
+    """Write the master notebook and run `otter assign` on it; return the chapter's assignment folder.
+
+    With `wheel` (lib built by `lib_wheel`), the autograder zip carries it and installs what `lib` needs
+    (`grading_requirements`): a Gradescope image, or any clean Python, grades without the book's repository.
+    """
     folder = out / slug
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    nbformat.write(master_notebook(slug, ctx), folder / f"{slug}.ipynb")
+    nb = master_notebook(slug, ctx)
+    if wheel is not None:
+        shutil.copy(wheel, folder / wheel.name)
+        (folder / "requirements.txt").write_text(grading_requirements(wheel.name))
+        config = yaml.safe_load(nb.cells[0].source.removeprefix("# ASSIGNMENT CONFIG\n"))
+        config.update(requirements="requirements.txt", files=[wheel.name])
+        nb.cells[0].source = "# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=False).strip()
+    nbformat.write(nb, folder / f"{slug}.ipynb")
     # Two tries: a kernel started while another assignment's kernel starts can die in ZeroMQ ("Assertion failed:
     # pfd.revents & POLLIN"), which has nothing to do with the chapter; a real failure fails twice.
     for attempt in (1, 2):
@@ -305,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{slug}: {auto} autograded question(s): " + ("ok" if not found else "\n  ".join(["", *found])))
         return 1 if any(problems.values()) else 0
     started = time.perf_counter()
+    wheel = lib_wheel(OUT / "wheel")
     with ThreadPoolExecutor(max_workers=max(1, min(len(slugs), os.cpu_count() or 1))) as pool:
-        for slug, folder in zip(slugs, pool.map(lambda s: assign(s, ctx), slugs)):
+        for slug, folder in zip(slugs, pool.map(lambda s: assign(s, ctx, wheel=wheel), slugs)):
             qs = questions(slug, ctx)
             auto = sum(q.autograded for q in qs)
             print(f"{slug}: {auto} autograded and {len(qs) - auto} manual question(s) -> {folder / 'dist'}")
