@@ -666,17 +666,23 @@ def lm_batch(seqs: np.ndarray, k: int, device: torch.device | str = "cpu") -> tu
 
 @one_thread
 def train_dyck_model(
-    cfg: LengthGenConfig, arm: str, seed: int, device: torch.device | str = "cpu", desc: str = ""
+    cfg: LengthGenConfig,
+    arm: str,
+    seed: int,
+    device: torch.device | str = "cpu",
+    desc: str = "",
+    start: bool | None = None,
 ) -> tuple[CausalTransformer, list[float]]:
     """Return (trained model, losses): next-token training of one arm on words with `cfg.train_pairs` pairs.
 
     The arm's inputs are `<s> w </s>`, or `w </s>` for an arm without the start token ("nostart").
+    `start=False` is the knock-out of the start token for any arm (None: the arm's own setting).
     """
     torch.manual_seed(seed)
     model = CausalTransformer(cfg.model_config(arm)).to(device)
     rng = np.random.default_rng(seed)
     lo, hi = cfg.train_pairs
-    start = ARMS[arm][1]
+    start = ARMS[arm][1] if start is None else start
 
     def batches(step: int) -> tuple[Tensor, Tensor, Tensor]:
         words = sample_words(cfg.lang, rng.integers(lo, hi + 1, size=cfg.batch), cfg.k, rng)
@@ -799,6 +805,20 @@ def bayes_close_after_run(train_pairs: tuple[int, int], n: int) -> np.ndarray:
                 up[i - 1] += (by_step[i + 1][i + 1] if i + 1 <= N else 0) / catalan
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, 1.0 - up / total, np.nan)
+
+
+def blind_error(target: np.ndarray) -> float:
+    """Return min over constants c of mean_i |c - target_i|: the error of the best prediction blind to i.
+
+    A model that cannot tell the positions of a constant input apart (no start token, no positional encoding)
+    predicts one value after every run `(^i`; no constant does better than the median, which this returns the
+    error of. NaN entries of `target` (runs that never occur in training) are left out.
+    """
+    t = np.asarray(target, dtype=np.float64)
+    t = t[~np.isnan(t)]
+    if t.size == 0:
+        raise ValueError("target has no finite entry")
+    return float(np.abs(t - np.median(t)).mean())
 
 
 def bin_mean(acc: np.ndarray, bins: list[tuple[int, int]], lo: int, hi: int) -> np.ndarray:

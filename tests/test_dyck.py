@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lib import dyck
+from lib.checks import ClaimNotReproduced, check
 from lib.dyck import DyckVocab
 
 
@@ -261,3 +262,54 @@ def test_close_probability_after_run():
             p = model.double()(seq)[0, -1].softmax(-1)[cfg.k : 2 * cfg.k].sum()
         model.float()
         assert abs(float(p) - with_start[i - 1]) < 1e-12
+
+
+# Knock-out tests: each claim's check at tiny size, with the mechanism it names (the start token) and without.
+
+
+def _check_holds(value, **threshold) -> bool:
+    """Return whether the chapter's check, at its null (no seed study here), holds for `value`."""
+    try:
+        return check("knock-out test", value, kind="claim", row="knock-out", record=False, **threshold).holds
+    except ClaimNotReproduced:
+        return False
+
+
+@pytest.mark.parametrize("start", [True, False])
+def test_knockout_start_token_lemma(start):
+    # the lemma's check (position and depth exact to 1e-9) holds with the start token and fails without it
+    k = 2
+    rng = np.random.default_rng(0)
+    seqs = dyck.to_sequences(dyck.sample_dyck(np.full(8, 30), k, rng), k, start=start, end=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pos, depth = (t.numpy() for t in dyck.position_and_depth(seqs, k))
+        true_pos, true_depth = dyck.true_position_and_depth(seqs, k)
+        pos_err = np.nan_to_num(np.abs(pos - true_pos).max(), nan=np.inf)
+        depth_err = np.nan_to_num(np.abs(depth - true_depth).max(), nan=np.inf)
+    assert _check_holds(pos_err, at_most=1e-9) == start
+    assert _check_holds(depth_err, at_most=1e-9) == start
+
+
+def test_blind_error_is_the_best_constant():
+    # brute force over a fine grid of constants, against the median's closed form
+    target = np.array([0.3, np.nan, 0.45, 0.5, 0.9, 1.0, np.nan])
+    grid = np.linspace(0, 1, 100_001)
+    finite = target[~np.isnan(target)]
+    brute = np.abs(grid[:, None] - finite[None, :]).mean(1).min()
+    assert abs(dyck.blind_error(target) - brute) < 1e-5
+    with pytest.raises(ValueError):
+        dyck.blind_error(np.array([np.nan]))
+
+
+@pytest.mark.parametrize("start", [True, False])
+def test_knockout_start_token_trained(start):
+    # the chapter's check "the start token lets the trained no-PE model follow P(close | (^i)": the trained
+    # model's mean error must be below the best constant blind to the position; it holds with the start
+    # token and fails when the same arm is trained and read without it (the knock-out)
+    cfg = _tiny_cfg(steps=100, batch=32, train_pairs=(1, 6), test_max_pairs=12)
+    model, _ = dyck.train_dyck_model(cfg, "none", seed=0, start=start)
+    bayes = dyck.bayes_close_after_run(cfg.train_pairs, 12)
+    p = dyck.close_probability_after_run(model, cfg.k, 12, start=start)
+    seen = ~np.isnan(bayes)
+    err = np.abs(p - bayes)[seen].mean()
+    assert _check_holds(err, at_most=dyck.blind_error(bayes)) == start
