@@ -210,6 +210,10 @@ def designed_prompts(P: Tensor, a: int, o: int, g: int, c: int, T: int, B: int, 
 # ----------------------------------------------------------------------------------------------------------
 
 
+KNOCKOUTS = (None, "previous-token", "induction", "global")
+"""Knock-outs of the hand-wired model: none, or the memory it removes (see `AssociativeMemoryTransformer`)."""
+
+
 @dataclass(frozen=True)
 class MemoryWeights:
     """Strengths of the hand-wired memories: beta1, beta2 (attention), lam (induction), lam_G (bigram)."""
@@ -228,6 +232,8 @@ class AssociativeMemoryTransformer(nn.Module):
     for 1 <= t < `train_len` (default: every position up to `max_len`), as learned absolute positions
     would after training on sequences of length `train_len`; "relative" adds beta1 [s = t - 1] to the
     layer-1 score at every t (a relative memory, one weight per offset), and no p_t enters the stream.
+    `knockout` removes one memory (the chapter's knock-outs): "previous-token" (layer 1 attends uniformly),
+    "induction" (layer 2 attends uniformly) or "global" (no feed-forward bigram memory, W_F = 0).
     """
 
     def __init__(
@@ -238,10 +244,14 @@ class AssociativeMemoryTransformer(nn.Module):
         seed: int = 0,
         prev_token: str = "absolute",
         train_len: int | None = None,
+        knockout: str | None = None,
     ):
         super().__init__()
         if prev_token not in ("absolute", "relative"):
             raise ValueError(f"prev_token must be 'absolute' or 'relative', got {prev_token!r}")
+        if knockout not in KNOCKOUTS:
+            raise ValueError(f"knockout must be one of {KNOCKOUTS}, got {knockout!r}")
+        self.knockout = knockout
         N = P.shape[0]
         self.N, self.max_len, self.weights, self.prev_token = N, max_len, weights, prev_token
         self.train_len = max_len if train_len is None else min(train_len, max_len)
@@ -264,6 +274,12 @@ class AssociativeMemoryTransformer(nn.Module):
         self.register_buffer("W_OV2", lam * self.u.T @ self.w_E)
         # W_F = lam_G sum_{i,j} log p(j | i) u_j w_E(i)^T: the global bigram memory (feed-forward)
         self.register_buffer("W_F", lam_G * self.u.T @ torch.log(P).T @ self.w_E)
+        if knockout == "previous-token":
+            self.W_QK1.zero_()
+        elif knockout == "induction":
+            self.W_QK2.zero_()
+        elif knockout == "global":
+            self.W_F.zero_()
 
     @staticmethod
     def attend(x: Tensor, W_QK: Tensor, W_OV: Tensor, bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -289,6 +305,8 @@ class AssociativeMemoryTransformer(nn.Module):
             # relative memory: score beta1 [t - s = 1], the same at every t
             offset = torch.arange(T, device=z.device)[:, None] - torch.arange(T, device=z.device)[None, :]
             bias = self.weights.beta1 * (offset == 1).to(x.dtype)
+            if self.knockout == "previous-token":
+                bias = None
         a1, A1 = self.attend(x, self.W_QK1, self.W_OV1, bias)
         x = x + a1  # x_t + w_1(z_{t-1}) (approximately, for large beta1)
         a2, A2 = self.attend(x, self.W_QK2, self.W_OV2)
@@ -401,16 +419,18 @@ def hijack_sweep(
     B: int,
     seed: int,
     device: torch.device | str = "cpu",
+    knockout: str | None = None,
 ) -> dict[str, Tensor]:
     """Return `hijack_curves` of the hand-wired model plus the theorem's threshold c*(T) ("threshold").
 
     `tokens` = (a, g, o) (e.g. from `hijack_tokens`) and delta = log p(g | a) - log p(o | a) are the
-    caller's. The model runs in float64 on `device` (CPU or CUDA; Apple MPS has no float64).
+    caller's. The model runs in float64 on `device` (CPU or CUDA; Apple MPS has no float64). `knockout`
+    removes one of its memories (see `AssociativeMemoryTransformer`); the threshold stays the theorem's.
     """
     a, g, o = tokens
     if not delta > 0:
         raise ValueError(f"delta = log p(g|a) - log p(o|a) must be positive (g the favourite), got {delta}")
-    model = AssociativeMemoryTransformer(P, max(lengths) + 1, w, seed=seed).to(device)
+    model = AssociativeMemoryTransformer(P, max(lengths) + 1, w, seed=seed, knockout=knockout).to(device)
     out = hijack_curves(model, P, (a, g, o), cs, lengths, B, seed)
     out["threshold"] = hijack_threshold(torch.tensor(lengths), w, delta)
     return out
