@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from lib.config import Config
+from lib.progress import smoke
 from lib.runtime import one_thread
 
 # ---------------------------------------------------------------- data
@@ -189,14 +190,39 @@ def gradients(
     return logistic_loss(f, y), dW, dp
 
 
+KNOCKOUTS = (None, "frozen_W", "uniform")
+"""Switches that remove a mechanism from training: None (the paper's model), "frozen_W" (W stays W_0, only the
+query p is trained: the first arXiv version's model) and "uniform" (no token selection: the attention stays
+uniform, which is what p = 0 gives, so nothing is trained)."""
+
+
+def _knockout(knockout: str | None) -> str | None:
+    if knockout not in KNOCKOUTS:
+        raise ValueError(f"knockout must be one of {KNOCKOUTS}, got {knockout!r}")
+    return knockout
+
+
 def train_direct(
-    X: torch.Tensor, y: torch.Tensor, W0: torch.Tensor, nu: torch.Tensor, *, steps: int, lr: float
+    X: torch.Tensor,
+    y: torch.Tensor,
+    W0: torch.Tensor,
+    nu: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    knockout: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (W, p) after `steps` full-batch GD steps on (W, p) from (W0, p = 0); leading run dimensions allowed."""
+    """Return (W, p) after `steps` full-batch GD steps on (W, p) from (W0, p = 0); leading run dimensions allowed.
+
+    `knockout="frozen_W"` trains p only; `knockout="uniform"` trains nothing (p = 0: uniform attention).
+    """
+    knockout = _knockout(knockout)
     W, p = W0.clone(), torch.zeros(W0.shape[:-1], dtype=W0.dtype, device=W0.device)
+    if knockout == "uniform":
+        return W, p
     for _ in range(steps):
         _, dW, dp = gradients(X, y, W, p, nu)
-        W, p = W - lr * dW, p - lr * dp
+        W, p = (W if knockout == "frozen_W" else W - lr * dW), p - lr * dp
     return W, p
 
 
@@ -256,7 +282,22 @@ def run_data(spec: RunSpec, dtype: torch.dtype = torch.float32) -> tuple[TokenDa
     return train, test, init_W(spec.d, spec.seed, dtype)
 
 
+_BLOCKS: dict[tuple, dict[str, torch.Tensor]] = {}
+"""Noise blocks already computed in this process (a few MB each), so that experiments sharing seeds share them."""
+_BLOCKS_MAX = 64
+
+
 def _noise_blocks(spec: RunSpec, device, dtype) -> dict[str, torch.Tensor]:
+    """Return the Gram blocks of one (d, seed) that do not depend on ||mu|| (cached: see `_BLOCKS`)."""
+    key = (spec.d, spec.seed, spec.n, spec.T, spec.n_test, str(device), dtype)
+    if key not in _BLOCKS:
+        if len(_BLOCKS) >= _BLOCKS_MAX:
+            _BLOCKS.pop(next(iter(_BLOCKS)))
+        _BLOCKS[key] = _compute_noise_blocks(spec, device, dtype)
+    return _BLOCKS[key]
+
+
+def _compute_noise_blocks(spec: RunSpec, device, dtype) -> dict[str, torch.Tensor]:
     """Return the products of one (d, seed) that do not depend on ||mu||: noise E, W_0, and their Gram blocks."""
     kw = dict(T=spec.T, seed=spec.seed, dtype=dtype)
     E = sample(spec.n, spec.d, 1.0, stream=TRAIN_STREAM, **kw).noise.reshape(-1, spec.d).to(device)
@@ -266,7 +307,7 @@ def _noise_blocks(spec: RunSpec, device, dtype) -> dict[str, torch.Tensor]:
     K0E, K0P = W0 @ EW.T, W0 @ PW.T  # K_0 E^T, K_0 P
     return {
         "EK0E": EW @ EW.T, "EK0P": EW @ PW.T, "PK0P": PW @ PW.T, "EtK0E": Et @ K0E, "EtK0P": Et @ K0P,
-        "EE": E @ E.T, "EP": E[:, :2], "EtE": Et @ E.T, "EtP": Et[:, :2],
+        "EE": E @ E.T, "EP": E[:, :2].clone(), "EtE": Et @ E.T, "EtP": Et[:, :2].clone(),
     }  # fmt: skip
 
 
@@ -345,12 +386,20 @@ def outputs(z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     return (s * h).sum(-1), s
 
 
-def step(red: Reduced, state: State, lr: float) -> tuple[State, torch.Tensor, torch.Tensor]:
-    """Return (next state, f, s): one full-batch GD step on (W, p), written in token coordinates."""
+def step(
+    red: Reduced, state: State, lr: float, knockout: str | None = None
+) -> tuple[State, torch.Tensor, torch.Tensor]:
+    """Return (next state, f, s): one full-batch GD step on (W, p), written in token coordinates.
+
+    `knockout="frozen_W"` keeps W = W_0 (M = 0) and trains p only; `"uniform"` changes nothing (p = 0).
+    """
+    knockout = _knockout(knockout)
     f, s = outputs(train_logits(red, state), red.h)
+    if knockout == "uniform":
+        return state, f, s
     g = _token_gradient(s, red.h, f, red.y).flatten(-2).unsqueeze(-1)  # dL/dz, (R, m, 1); v = X^T g
     # W' = W - lr v p^T  <=>  M' = M - lr g a^T
-    M = torch.baddbmm(state.M, g, state.a.unsqueeze(-2), alpha=-lr)
+    M = state.M if knockout == "frozen_W" else torch.baddbmm(state.M, g, state.a.unsqueeze(-2), alpha=-lr)
     # p' = p - lr W^T v  <=>  a' = a - lr (g + M^T S g)
     a = state.a - lr * torch.baddbmm(g, state.M.transpose(-1, -2), red.S @ g).squeeze(-1)
     return State(a=a, M=M), f, s
@@ -405,14 +454,24 @@ def log_steps(steps: int, every: int | None = None, points: int = 60) -> list[in
 
 @one_thread
 def train(
-    red: Reduced, *, steps: int, lr: float, logged: list[int] | None = None, start: History | None = None
+    red: Reduced,
+    *,
+    steps: int,
+    lr: float,
+    logged: list[int] | None = None,
+    start: History | None = None,
+    knockout: str | None = None,
 ) -> History:
     """Return the history of `steps` GD steps of every run at once (batched, O(m^2) a step).
 
     Training starts from p = 0 and W = W_0, or continues from the end of `start` (same runs); `logged` counts
-    the steps of this call.
+    the steps of this call. `knockout` removes a mechanism (`KNOCKOUTS`): "frozen_W" or "uniform". In the smoke
+    run of the full profile only two steps are taken.
     """
     logged = sorted(set(logged or log_steps(steps, every=max(1, steps // 100))))
+    if smoke():  # the smoke run of the full profile: two steps, every log moved inside them
+        steps = min(steps, 2)
+        logged = sorted({min(t, steps) for t in logged})
     state = zero_state(red) if start is None else start.state
     variance = red.h.new_zeros(red.h.shape[:-1]) if start is None else start.variance[-1].to(red.h)
     t0, tau0 = (0, 0.0) if start is None else (start.steps[-1], float(start.times[-1]))
@@ -424,7 +483,7 @@ def train(
             rows.append(row)
         if t == steps:
             break
-        state, _, s = step(red, state, lr)
+        state, _, s = step(red, state, lr, knockout)
         variance += lr * s[..., 0] * (1 - s[..., 0])
     stack = {k: torch.stack([r[k] for r in rows]).cpu() for k in rows[0]}
     times = torch.tensor([tau0 + lr * t for t in logged], dtype=torch.float64)
@@ -459,9 +518,10 @@ def run_grid(
     logged: list[int] | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    knockout: str | None = None,
 ) -> History:
     """Return the training history of every run of `specs`, all trained together as one batched program."""
-    return train(reduce(specs, device, dtype), steps=steps, lr=lr, logged=logged)
+    return train(reduce(specs, device, dtype), steps=steps, lr=lr, logged=logged, knockout=knockout)
 
 
 def query(
@@ -652,19 +712,97 @@ class PhaseConfig(Config):
 
 
 @dataclass(frozen=True)
-class DelayConfig(Config):
-    """Experiment 4: the benign runs of Experiment 1, trained on to a long gradient-flow time tau."""
+class BaselineConfig(Config):
+    """Experiment 1b: benign overfitting against uniform attention, where uniform attention is not at its ceiling.
 
-    mu_norm: float = 10.0  # which runs of Experiment 1 continue
-    lr: float = 0.2  # larger steps for the long continuation (tau = sum of steps)
-    tau_end: float = 500.0
-    points: int = 40  # log-spaced logs
-    PRESETS = {"quick": {}, "full": {"tau_end": 5000.0, "points": 60}}
+    Uniform attention classifies a clean sequence correctly with probability Phi(||mu|| / sqrt(2T)) (the relevant
+    token's value 1/sqrt(2) against T noise values of size 1/||mu||): 0.89 at ||mu|| = 5 and 0.96 at 7, but 0.994
+    at 10 (T = 8). (500, 7) has the SNR ||mu|| / sqrt(d) of Experiment 1's benign ||mu|| = 10 at d = 1000 with
+    uniform attention below its ceiling; (1000, 5) is a lower SNR; (1000, 10) repeats Experiment 1's benign runs;
+    (1000, 20) is where training W matters. The seeds and test sets are Experiment 1's (their Gram blocks are
+    shared).
+    """
+
+    cases: tuple[tuple[int, float], ...] = ((500, 7.0), (1000, 5.0), (1000, 10.0), (1000, 20.0))  # (d, ||mu||)
+    n: int = 20
+    T: int = 8
+    rho: float = 0.1
+    eta: float = 0.2
+    lr: float = 5e-2  # 10x the paper's step for a tenth of its steps: tau = 5 (Experiment 1 checks the rescaling)
+    steps: int = 100
+    n_test: int = 500
+    reps: int = 4
+    PRESETS = {"quick": {}, "full": {"reps": 16, "n_test": 2000, "lr": 5e-3, "steps": 1000}}
+
+    def specs(self, seed: int) -> list[RunSpec]:
+        """Return one RunSpec per (case, repetition); repetition k uses seed `seed * 1000 + k`."""
+        kw = dict(n=self.n, T=self.T, rho=self.rho, eta=self.eta, n_test=self.n_test)
+        return [RunSpec(d, mu, seed * 1000 + k, **kw) for d, mu in self.cases for k in range(self.reps)]
+
+
+def uniform_accuracy(mu_norm: float, T: int) -> float:
+    """Return Phi(||mu|| / sqrt(2T)): the clean test accuracy of uniform attention in the population.
+
+    Uniform attention gives f = (1/T) sum_t <nu, x_t>; the weak tokens' signals cancel, the relevant token gives
+    y / sqrt(2), and the T noise values <nu, eps_t> ~ N(0, 1 / ||mu||^2) add up to N(0, T / ||mu||^2).
+    """
+    return float(torch.special.ndtr(torch.tensor(mu_norm / math.sqrt(2 * T), dtype=torch.float64)))
+
+
+@dataclass(frozen=True)
+class DelayConfig(Config):
+    """Experiment 4: the runs of Experiment 1b trained on from tau = 5 to a long gradient-flow time.
+
+    GD continues in phases of growing step size: `phases` lists (tau at the end of the phase, step size). The
+    continuation is exact GD with those steps; in the late phases attention moves slowly and the larger steps
+    change the metrics by less than 1e-3 (checked against step 0.2 throughout when the chapter was written).
+    """
+
+    phases: tuple[tuple[float, float], ...] = ((50.0, 0.2), (500.0, 1.0), (2000.0, 2.0))
+    points: int = 12  # log-spaced logs per phase
+    PRESETS = {"quick": {}, "full": {"phases": ((50.0, 0.2), (500.0, 1.0), (2000.0, 2.0), (10000.0, 4.0))}}
+
+    @property
+    def tau_end(self) -> float:
+        """The gradient-flow time at the end of the continuation."""
+        return self.phases[-1][0]
 
     @property
     def steps(self) -> int:
-        """GD steps of the continuation (from tau = 5, the end of Experiment 1)."""
-        return int(round((self.tau_end - 5.0) / self.lr))
+        """GD steps of the continuation from tau = 5."""
+        taus = [5.0] + [t for t, _ in self.phases]
+        return sum(int(round((b - a) / lr)) for (a, b), (_, lr) in zip(zip(taus, taus[1:]), self.phases))
+
+
+def concat_histories(first: History, second: History) -> History:
+    """Return `first` followed by `second` (a continuation of the same runs; its first log, a repeat, dropped)."""
+    keys = ("train_acc", "noisy_fit", "clean_fit", "test_acc", "train_loss", "test_loss", "attention",
+            "test_relevant", "test_top_relevant", "variance")  # fmt: skip
+    skip = 1 if second.steps and first.steps and second.steps[0] == first.steps[-1] else 0
+    return History(
+        steps=list(first.steps) + list(second.steps[skip:]),
+        times=torch.cat([first.times, second.times[skip:]]),
+        state=second.state,
+        **{k: torch.cat([getattr(first, k), getattr(second, k)[skip:]]) for k in keys},
+    )
+
+
+def train_phases(
+    red: Reduced,
+    start: History,
+    phases: tuple[tuple[float, float], ...],
+    points: int = 12,
+    knockout: str | None = None,
+) -> History:
+    """Return `start` continued by GD in phases (tau at the end of each phase, step size), logged log-spaced."""
+    hist = start
+    for tau_end, lr in phases:
+        steps = int(round((tau_end - float(hist.times[-1])) / lr))
+        if steps <= 0:
+            continue
+        more = train(red, steps=steps, lr=lr, logged=log_steps(steps, points=points), start=hist, knockout=knockout)
+        hist = concat_histories(hist, more)
+    return hist
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,75 @@ def test_unbalanced_flips_come_from_one_class():
     y, y_clean, noisy = ts.labels(20, 0.2, balanced=False)
     assert int(noisy.sum()) == 4 and bool((y_clean[noisy] > 0).all())
     assert torch.equal(y, torch.where(noisy, -y_clean, y_clean))
+
+
+def test_knockouts_in_token_coordinates_equal_gd_on_p_alone_and_no_training():
+    spec = _tiny()[1]
+    train, _, W0 = ts.run_data(spec, torch.float64)
+    red = ts.reduce([spec], dtype=torch.float64)
+    # frozen W: GD on p only, computed directly and in token coordinates
+    W, p = ts.train_direct(train.X, train.y, W0, train.nu, steps=30, lr=0.05, knockout="frozen_W")
+    assert torch.equal(W, W0)
+    h = ts.run_grid([spec], steps=30, lr=0.05, logged=[30], dtype=torch.float64, knockout="frozen_W")
+    assert float(h.state.M.abs().max()) == 0.0
+    assert torch.allclose(ts.query(spec, h.state, dtype=torch.float64), W0 @ p, atol=1e-12)
+    p_ref = torch.zeros_like(p)  # an independent loop: p <- p - lr W0^T X^T dL/dz
+    for _ in range(30):
+        _, _, dp = ts.gradients(train.X, train.y, W0, p_ref, train.nu)
+        p_ref = p_ref - 0.05 * dp
+    assert torch.allclose(p, p_ref, atol=1e-12)
+    # uniform attention: nothing moves, every attention weight is 1 / T
+    u = ts.train(red, steps=10, lr=0.05, logged=[10], knockout="uniform")
+    assert float(u.state.a.abs().max()) == 0.0
+    assert torch.allclose(u.attention[-1], torch.full_like(u.attention[-1], 1 / spec.T))
+    with pytest.raises(ValueError):
+        ts.step(red, ts.zero_state(red), 0.1, knockout="frozen")
+
+
+def test_uniform_accuracy_is_the_population_accuracy_of_uniform_attention():
+    assert ts.uniform_accuracy(10.0, 8) == pytest.approx(0.99379, abs=1e-4)  # Phi(2.5)
+    specs = [ts.RunSpec(d=30, mu_norm=5.0, seed=s, n=2, T=8, n_test=4000) for s in range(3)]
+    empirical = float(ts.reference_arms(ts.reduce(specs, dtype=torch.float64))["uniform"].mean())
+    assert empirical == pytest.approx(ts.uniform_accuracy(5.0, 8), abs=4 * math.sqrt(0.1 / 12000))
+
+
+def test_training_in_phases_equals_one_run_and_logs_once_per_step():
+    spec = _tiny()[0]
+    red = ts.reduce([spec], dtype=torch.float64)
+    start = ts.train(red, steps=10, lr=0.05, logged=[0, 10])
+    one = ts.train(red, steps=30, lr=0.05, logged=[30], start=start)
+    phased = ts.train_phases(red, start, ((1.0, 0.05), (2.0, 0.05)), points=3)
+    assert torch.allclose(phased.state.a, one.state.a, atol=1e-12)
+    assert torch.allclose(phased.test_relevant[-1], one.test_relevant[-1], atol=1e-12)
+    assert phased.steps[0] == 0 and phased.steps[-1] == 40 and len(set(phased.steps)) == len(phased.steps)
+    assert float(phased.times[-1]) == pytest.approx(2.0)
+    assert ts.DelayConfig().steps == 225 + 450 + 750
+
+
+def _benign_case(knockout=None, mu=7.0, d=500, steps=100):
+    """The chapter's Experiment 1b measurement at (d, ||mu||), 3 seeds, smaller test sets (under a second)."""
+    specs = [ts.RunSpec(d=d, mu_norm=mu, seed=k, n_test=300) for k in range(3)]
+    red = ts.reduce(specs)
+    h = ts.train(red, steps=steps, lr=5e-2, logged=[steps], knockout=knockout)
+    gain = float((h.test_acc[-1] - ts.reference_arms(red)["uniform"]).mean())
+    return {
+        "noisy_fit": float(h.noisy_fit[-1].mean()),
+        "gain": gain,
+        "test_relevant": float(h.test_relevant[-1].mean()),
+    }
+
+
+def test_knockout_uniform_attention_fails_the_benign_checks():
+    # with token selection: flipped labels fitted (null 0.5), accuracy above uniform attention's (null 0)
+    trained = _benign_case()
+    assert trained["noisy_fit"] >= 0.5 and trained["gain"] > 0.005
+    # without it: the same measurement is at (or below) every null
+    knocked = _benign_case("uniform")
+    assert knocked["noisy_fit"] < 0.5 and knocked["gain"] <= 0.0 and knocked["test_relevant"] < 0.5
+
+
+def test_knockout_frozen_w_fails_the_flipped_fit_check_at_1000_20():
+    trained = _benign_case(mu=20.0, d=1000)
+    frozen = _benign_case("frozen_W", mu=20.0, d=1000)
+    assert trained["noisy_fit"] >= 0.5 > frozen["noisy_fit"]
+    assert trained["test_relevant"] >= 0.5  # the benign solution's clean attention, with W trained
