@@ -62,19 +62,35 @@ def mlp_backbone(d_in: int = 64, width: int = 128, depth: int = 2) -> nn.Sequent
 # ---------------------------------------------------------------- LoRA
 
 
-class LoRALinear(nn.Module):
-    """A frozen linear layer plus a rank-r update: W0 x + b0 + scale * B A x (A ~ N(0, sigma^2), B = 0)."""
+LORA_INITS = ("standard", "nonzero-B", "shared-A")
+"""LoRA initialisations: the standard one, and two knock-outs of Prop. 4.4's mechanisms (see `LoRALinear`)."""
 
-    def __init__(self, base: nn.Linear, r: int, sigma: float = 1.0, scale: float = 1.0):
+
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a rank-r update: W0 x + b0 + scale * B A x (A ~ N(0, sigma^2), B = 0).
+
+    `init` chooses the initialisation: "standard" (as above), or a knock-out: "nonzero-B" (B ~ N(0, sigma^2),
+    so the update does not vanish at initialisation and the features move) or "shared-A" (every row of A is the
+    same Gaussian vector, so A is no random projection and A^T A is not close to sigma^2 r I).
+    """
+
+    def __init__(self, base: nn.Linear, r: int, sigma: float = 1.0, scale: float = 1.0, init: str = "standard"):
         super().__init__()
         if r < 1:
             raise ValueError(f"rank r must be >= 1, got {r}")
+        if init not in LORA_INITS:
+            raise ValueError(f"init must be one of {LORA_INITS}, got {init!r}")
         self.base = base
         for p in self.base.parameters():
             p.requires_grad_(False)
         w = base.weight
-        self.lora_A = nn.Parameter(torch.randn(r, base.in_features, dtype=w.dtype, device=w.device) * sigma)
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, dtype=w.dtype, device=w.device))
+        kw = {"dtype": w.dtype, "device": w.device}
+        A = torch.randn(1 if init == "shared-A" else r, base.in_features, **kw).expand(r, -1) * sigma
+        B = torch.zeros(base.out_features, r, **kw)
+        if init == "nonzero-B":
+            B = torch.randn(base.out_features, r, **kw) * sigma
+        self.lora_A = nn.Parameter(A.contiguous())
+        self.lora_B = nn.Parameter(B)
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,11 +99,17 @@ class LoRALinear(nn.Module):
 
 
 def add_lora(
-    model: nn.Module, targets: Iterable[str] | Callable[[str], bool], r: int, sigma: float, scale: float = 1.0
+    model: nn.Module,
+    targets: Iterable[str] | Callable[[str], bool],
+    r: int,
+    sigma: float,
+    scale: float = 1.0,
+    init: str = "standard",
 ) -> list[str]:
     """Replace the chosen nn.Linear submodules of `model` by LoRALinear in place; return their names.
 
-    Explained in chapter lp-ft-ntk. `targets` is a list of module names or a predicate on names.
+    Explained in chapter lp-ft-ntk. `targets` is a list of module names or a predicate on names;
+    `init` as in `LoRALinear`.
     Parameters outside the LoRA factors are not frozen here (use `set_trainable`).
     """
     linear = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
@@ -98,7 +120,7 @@ def add_lora(
     for name in chosen:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(linear[name], r, sigma, scale))
+        setattr(parent, child, LoRALinear(linear[name], r, sigma, scale, init))
     return chosen
 
 
@@ -142,11 +164,14 @@ def train(
     seed: int = 0,
     desc: str = "train",
     callback: Callable[[int], None] | None = None,
+    loss: str = "ce",
 ) -> list[float]:
     """Train the parameters of `model` that require grad with cross-entropy; return the loss per step.
 
     Explained in chapter lp-ft-ntk. `batch_size=None` is full-batch gradient descent; `optimizer` is
     'sgd' (with `momentum`) or 'adam'. Mini-batches are drawn with a generator seeded by `seed`.
+    `loss="mse"` (the squared error of the logits against one-hot targets, which has a finite minimiser)
+    is the knock-out of cross-entropy's push on the head norm (Eq. 3 of the paper).
     `callback(step)` is called after every step (e.g. to record the head norm). Not `lib.cnn.train_classifier`:
     that one is Adam-only and epoch-based, while the NTK analysis needs plain full-batch gradient descent (or
     SGD with momentum) counted in steps, with a per-step hook.
@@ -164,6 +189,8 @@ def train(
         opt = torch.optim.Adam(params, lr=lr, fused=fused)
     else:
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    if loss not in ("ce", "mse"):
+        raise ValueError(f"loss must be 'ce' or 'mse', got {loss!r}")
     gen = torch.Generator().manual_seed(seed)
     losses = []
     model.train()
@@ -173,11 +200,15 @@ def train(
         else:
             idx = torch.randint(0, x.shape[0], (batch_size,), generator=gen).to(y.device)
             xb, yb = x[idx], y[idx]
-        loss = Fn.cross_entropy(model(xb), yb)
+        out = model(xb)
+        if loss == "ce":
+            value = Fn.cross_entropy(out, yb)
+        else:  # squared error per example, summed over classes
+            value = ((out - Fn.one_hot(yb, out.shape[1]).to(out.dtype)) ** 2).sum(1).mean()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
-        losses.append(loss.item())
+        losses.append(value.item())
         if callback is not None:
             callback(len(losses))
     model.eval()
@@ -194,16 +225,28 @@ def linear_probe(
     optimizer: str = "adam",
     seed: int = 0,
     callback: Callable[[int], None] | None = None,
+    loss: str = "ce",
 ) -> list[float]:
-    """Train only the head (V, b) full-batch with cross-entropy on frozen features; return the losses.
+    """Train only the head (V, b) full-batch with cross-entropy (or `loss="mse"`) on frozen features.
 
     Explained in chapter lp-ft-ntk. The features phi(x) are computed once, so LP costs one forward pass.
     Adam is the default because pretrained features are badly conditioned (large common mean), which
-    makes plain gradient descent on the head very slow.
+    makes plain gradient descent on the head very slow. Returns the loss per step.
     """
     set_trainable(model, "lp")
     feats = batched(model.features, x)
-    return train(model.head, feats, y, steps=steps, lr=lr, optimizer=optimizer, seed=seed, desc="LP", callback=callback)
+    return train(
+        model.head,
+        feats,
+        y,
+        steps=steps,
+        lr=lr,
+        optimizer=optimizer,
+        seed=seed,
+        desc="LP",
+        callback=callback,
+        loss=loss,
+    )
 
 
 def tuned_copy(start: LinearHeadModel, fine_tune: Callable[[LinearHeadModel], object]) -> LinearHeadModel:
@@ -394,7 +437,10 @@ class DigitsTransferConfig(Config):
     lp_lr: float = 0.05
     ft_steps: int = 500  # gradient steps of FT (and of the FT stage of LP-FT)
     ft_lr: float = 0.005  # small enough that GD stays stable with the large LP head
+    ft_fit_lr: float = 0.05  # "FT (larger rate)": FT at its own rate, which fits the training set in ft_steps
     batch_size: int | None = None  # None: full-batch gradient descent, as in the NTK analysis
+    lp_loss: str = "ce"  # the LP's loss; "mse" is the knock-out of cross-entropy's push on the head norm
+    lpft_head: str = "lp"  # the head LP-FT and the sweep start from; knock-outs in `LPFT_HEADS`
     ood_shift: int = 1  # OOD: images shifted right by this many pixels ...
     ood_noise: float = 0.25  # ... plus Gaussian noise of this standard deviation
     head_scales: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)  # rescaling of the LP head before FT
@@ -415,6 +461,42 @@ class DigitsTransferConfig(Config):
     }
 
 
+LPFT_HEADS = ("lp", "zero", "random", "init-norm", "permuted")
+"""Heads LP-FT can start from: the LP head, or a knock-out of it (a zero head, a fresh random head, the LP
+head's direction at the initial head's norm, or the LP head with its class rows permuted)."""
+
+
+def lpft_start(lp: LinearHeadModel, how: str, init_norm: float, seed: int = 0) -> LinearHeadModel:
+    """Return the model the FT stage of LP-FT starts from: `lp` itself (`how="lp"`) or a knock-out copy.
+
+    Explained in chapter lp-ft-ntk. "zero": head and bias zero (no head: F = 0 and no gradient reaches the
+    backbone at the first step); "random": a freshly initialised head (seeded by `seed + 2`, not FT's);
+    "init-norm": the LP head (V, b) rescaled so that ||V|| equals `init_norm` (direction and accuracy kept);
+    "permuted": the rows of the LP head (V, b) shifted cyclically by one class (the same norm, every class
+    wrong, so the residuals are large).
+    """
+    if how not in LPFT_HEADS:
+        raise ValueError(f"how must be one of {LPFT_HEADS}, got {how!r}")
+    if how == "lp":
+        return lp
+    model = copy.deepcopy(lp)
+    with torch.no_grad():
+        if how == "zero":
+            model.head.weight.zero_()
+            model.head.bias.zero_()
+        elif how == "random":
+            torch.manual_seed(seed + 2)
+            model.head.reset_parameters()
+        elif how == "permuted":
+            model.head.weight.copy_(model.head.weight.roll(1, dims=0))
+            model.head.bias.copy_(model.head.bias.roll(1, dims=0))
+        else:
+            scale = init_norm / head_norm(lp)
+            model.head.weight.mul_(scale)
+            model.head.bias.mul_(scale)
+    return model
+
+
 def shift_and_noise(x: torch.Tensor, shift: int, noise: float, seed: int = 0) -> torch.Tensor:
     """Return images (N, 1, 8, 8) shifted right by `shift` pixels (zero fill) plus N(0, noise^2), in [0, 1]."""
     if x.dim() != 4:
@@ -425,18 +507,23 @@ def shift_and_noise(x: torch.Tensor, shift: int, noise: float, seed: int = 0) ->
     return (out + noise * torch.randn(x.shape, generator=gen)).clamp(0.0, 1.0)
 
 
-@functools.lru_cache(maxsize=4)
-@one_thread
 def pretrain_backbone(cfg: DigitsTransferConfig, seed: int = 0) -> nn.Module:
     """Return an MLP backbone pretrained (with a throw-away head) on all digits 0-4.
 
-    Memoised per (config, seed): callers must copy it before training (`_fresh_model` does).
+    Memoised per (width, depth, pretraining steps, seed), so that the knock-outs share it: callers must copy it
+    before training (`_fresh_model` does).
     """
+    return _pretrained(cfg.width, cfg.depth, cfg.pretrain_steps, seed)
+
+
+@functools.lru_cache(maxsize=4)
+@one_thread
+def _pretrained(width: int, depth: int, steps: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     x, y = load_digits(classes=(0, 1, 2, 3, 4))
-    model = LinearHeadModel(mlp_backbone(64, cfg.width, cfg.depth), cfg.width, 5)
+    model = LinearHeadModel(mlp_backbone(64, width, depth), width, 5)
     set_trainable(model, "ft")
-    train(model, x, y, steps=cfg.pretrain_steps, lr=1e-3, batch_size=128, optimizer="adam", seed=seed, desc="pretrain")
+    train(model, x, y, steps=steps, lr=1e-3, batch_size=128, optimizer="adam", seed=seed, desc="pretrain")
     return model.backbone
 
 
@@ -467,15 +554,15 @@ def _fresh_model(backbone: nn.Module, cfg: DigitsTransferConfig, seed: int) -> L
     return LinearHeadModel(copy.deepcopy(backbone), cfg.width, 5)
 
 
-def _fine_tune(model: LinearHeadModel, d: dict, cfg: DigitsTransferConfig, seed: int) -> None:
-    """Fine-tune all parameters of `model` with plain SGD at `cfg.ft_lr` (full batch when `cfg.batch_size` is None)."""
+def _fine_tune(model: LinearHeadModel, d: dict, cfg: DigitsTransferConfig, seed: int, lr: float | None = None) -> None:
+    """Fine-tune all parameters of `model` with plain SGD at `lr` (default `cfg.ft_lr`; full batch by default)."""
     set_trainable(model, "ft")
     train(
         model,
         d["x_train"],
         d["y_train"],
         steps=cfg.ft_steps,
-        lr=cfg.ft_lr,
+        lr=cfg.ft_lr if lr is None else lr,
         batch_size=cfg.batch_size,
         seed=seed,
         desc="FT",
@@ -513,6 +600,7 @@ def _evaluate_runs(runs: dict, backbone: nn.Module, d: dict, phi0: dict | None =
         with torch.no_grad():
             logits = {k: model.head(v) for k, v in phi.items() if v is not None}
         res[f"head_norm_{name}"] = head_norm(model)
+        res[f"acc_train_{name}"] = float((logits["train"].argmax(1) == d["y_train"]).float().mean())
         res[f"acc_id_{name}"] = float((logits["test"].argmax(1) == d["y_test"]).float().mean())
         has_ood = "ood" in logits
         res[f"acc_ood_{name}"] = float((logits["ood"].argmax(1) == d["y_ood"]).float().mean()) if has_ood else math.nan
@@ -534,6 +622,7 @@ def _probe_recording_norms(model: LinearHeadModel, d: dict, cfg, seed: int) -> d
         lr=cfg.lp_lr,
         seed=seed,
         callback=lambda _: norms.append(head_norm(model)),
+        loss=getattr(cfg, "lp_loss", "ce"),
     )
     return {
         "lp_losses": losses,
@@ -547,9 +636,11 @@ def _probe_recording_norms(model: LinearHeadModel, d: dict, cfg, seed: int) -> d
 def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     """Return the LP / FT / LP-FT results of the digits transfer experiment for one seed.
 
-    Explained in chapter lp-ft-ntk. Keys: head norms, feature changes (train and OOD inputs), ID and OOD
-    accuracies, calibration before/after temperature scaling, the paper's FT ratio of the trained FT and
-    LP-FT models (`ft_ratio_FT`, `ft_ratio_LP-FT`), and the head-rescaling sweep.
+    Explained in chapter lp-ft-ntk. Keys: head norms, feature changes (train and OOD inputs), training, ID
+    and OOD accuracies, calibration before/after temperature scaling, the paper's FT ratio of the trained FT
+    and LP-FT models (`ft_ratio_FT`, `ft_ratio_LP-FT`), and the head-rescaling sweep. "FT (larger rate)" is FT
+    at `cfg.ft_fit_lr`, which fits the training set within the budget (the accuracy comparison at
+    convergence). `cfg.lp_loss` and `cfg.lpft_head` switch in the knock-outs.
     """
     backbone = pretrain_backbone(cfg, seed)
     d = transfer_data(cfg, seed)
@@ -558,10 +649,13 @@ def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
     lp = _fresh_model(backbone, cfg, seed)
     res["head_norm_init"] = head_norm(lp)
     res.update(_probe_recording_norms(lp, d, cfg, seed))
-    # LP-FT starts from the LP head; the head-rescaling sweep multiplies (V, b) by c first.
+    # LP-FT starts from the LP head (or a knock-out); the head-rescaling sweep multiplies (V, b) by c first.
+    start = lpft_start(lp, cfg.lpft_head, res["head_norm_init"], seed)
     runs = {"LP": lp, "FT": _fresh_model(backbone, cfg, seed)}
     _fine_tune(runs["FT"], d, cfg, seed)
-    runs["LP-FT"] = tuned_copy(lp, lambda m: _fine_tune(m, d, cfg, seed))
+    runs["LP-FT"] = tuned_copy(start, lambda m: _fine_tune(m, d, cfg, seed))
+    runs["FT (larger rate)"] = _fresh_model(backbone, cfg, seed)
+    _fine_tune(runs["FT (larger rate)"], d, cfg, seed, cfg.ft_fit_lr)
     res["head_norm_ft"] = head_norm(runs["FT"])
     res["head_norm_lpft"] = head_norm(runs["LP-FT"])
     res.update(_evaluate_runs(runs, backbone, d))
@@ -574,7 +668,7 @@ def run_digits_transfer(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
         if c == 1.0:  # the unscaled LP head is LP-FT itself
             sweep.append((1.0, res["fc_LP-FT"]))
             continue
-        m = copy.deepcopy(lp)
+        m = copy.deepcopy(start)
         with torch.no_grad():
             m.head.weight.mul_(c)
             m.head.bias.mul_(c)
@@ -623,11 +717,12 @@ def decomposition_check(cfg: DigitsTransferConfig, seed: int = 0) -> dict:
 
 
 @one_thread
-def lora_check(cfg: DigitsTransferConfig, seed: int = 0, sigma: float = 1.0) -> dict:
+def lora_check(cfg: DigitsTransferConfig, seed: int = 0, sigma: float = 1.0, init: str = "standard") -> dict:
     """Return Prop. 4.4 checks at LoRA initialisation on the digits backbone (LoRA on every hidden Linear).
 
     Keys: p_max_abs_diff (P^LoRA vs P^FT), and per rank r the relative Frobenius error
     ||F^LoRA - sigma^2 r F^FT|| / ||sigma^2 r F^FT||, where F^FT is over the adapted weights only.
+    `init` is LoRA's initialisation (`LORA_INITS`: the standard one or a knock-out).
     """
     backbone = pretrain_backbone(cfg, seed)
     d = transfer_data(cfg, seed)
@@ -639,7 +734,7 @@ def lora_check(cfg: DigitsTransferConfig, seed: int = 0, sigma: float = 1.0) -> 
     for r in cfg.lora_ranks:
         torch.manual_seed(seed * 1000 + r)
         lora = copy.deepcopy(model)
-        add_lora(lora.backbone, targets, r=r, sigma=sigma)
+        add_lora(lora.backbone, targets, r=r, sigma=sigma, init=init)
         names = [n for n, _ in lora.backbone.named_parameters() if "lora_" in n]
         P_lo, F_lo = ntk_split(lora.backbone, lora.head, x, names=names, dtype=torch.float64)
         out["p_max_abs_diff"] = max(out["p_max_abs_diff"], float((P_lo - P_ft).abs().max()))
@@ -812,7 +907,8 @@ def text_inputs(cfg: TextConfig, seed: int, device: torch.device | str) -> tuple
 
     Explained in chapter lp-ft-ntk. The data come from `lib.text_data.load_text_task(cfg.task, ...)`:
     the project corpus, or a GLUE/SuperGLUE task when its archive is verified (else a visible fallback).
-    The backbone is the whole MiniLM (`top_layers=0`) or its top layers on cached hidden states.
+    The backbone is the whole MiniLM (`top_layers=0`) or its top layers on cached hidden states. The splits
+    carry the loader's name of the data under "source".
     """
     from lib.text_data import load_text_task
 
@@ -847,6 +943,7 @@ def text_inputs(cfg: TextConfig, seed: int, device: torch.device | str) -> tuple
         "y_test": ys["test"][half:],
         "x_ood": xs["ood"],
         "y_ood": ys["ood"],
+        "source": data.source,
     }
     return backbone.eval(), d, len(data.label_names)
 
@@ -862,15 +959,16 @@ def run_text_methods(
     """Return LP, FT, LP-FT (and the head ablation, LoRA, LP-LoRA as `cfg` asks) results on the splits `d`.
 
     Explained in chapter lp-ft-ntk. Keys as `run_digits_transfer` (head norms, accuracies, feature changes,
-    calibration), plus the LP's chosen C and the head norm along the C grid (`lp_norm_path`), and the
-    paper's FT ratio of each fine-tuned run at its start (`ft_ratio_start_<run>`, the NTK of Eq. 1) and
-    of the trained model (`ft_ratio_<run>`). `keep_models=True` adds the trained models under `models`.
+    calibration), the name of the data (`data_source`, from `d["source"]`), the LP's chosen C and the head
+    norm along the C grid (`lp_norm_path`), and the paper's FT ratio of each fine-tuned run at its start
+    (`ft_ratio_start_<run>`, the NTK of Eq. 1) and of the trained model (`ft_ratio_<run>`).
+    `keep_models=True` adds the trained models under `models`.
     """
     feat_dim = batched(backbone, d["x_train"][:2]).shape[1]
     torch.manual_seed(seed + 1)
     # `base` shares the backbone: it is never trained in place (every run trains a copy)
     base = LinearHeadModel(backbone, feat_dim, n_classes).to(d["x_train"].device)
-    res: dict = {"head_norm_init": head_norm(base)}
+    res: dict = {"head_norm_init": head_norm(base), "data_source": d.get("source", "")}
     lp = copy.deepcopy(base)
     if cfg.lp == "logreg-cv":
         info = logistic_probe(lp, d["x_train"], d["y_train"], Cs=cfg.lp_Cs, cv=cfg.lp_cv, seed=seed)

@@ -1,6 +1,7 @@
 """Tests of lib.lpft: LP / FT / LoRA mechanics, metrics, and the NTK facts the chapter relies on."""
 
 import copy
+import functools
 
 import pytest
 import torch
@@ -317,3 +318,130 @@ def test_minilm_encoder_ignores_padding_columns_and_runs_under_vmap():
     with torch.no_grad():
         phi = enc(x)
     assert torch.allclose(theta[:, :, 0, 0], phi @ phi.T, atol=1e-5)
+
+
+# ---------------------------------------------------------------- knock-outs (DESIGN.md "Knock-out tests")
+# Each claim's measurement at tiny size, with the mechanism it names and without it: the chapter's check (at its
+# null) holds with the mechanism and fails without it.
+
+_KNOCKOUT_SIZES = dict(width=32, depth=1, pretrain_steps=100, n_train=60, n_val=60, lp_steps=300, ft_steps=100, n_ntk=8)
+
+
+@functools.cache
+def _knockout_run(**switches):
+    cfg = DigitsTransferConfig.for_profile(
+        "quick", show=False, head_scales=(0.3, 1.0, 3.0), **_KNOCKOUT_SIZES, **switches
+    )
+    return run_digits_transfer(cfg, seed=0)
+
+
+def test_knockout_cross_entropy_grows_the_head_by_an_order_of_magnitude():
+    # claim: LP with CE grows the head norm 10x or more (null 10); the squared loss has a finite minimiser
+    def growth(res):
+        return res["head_norm_lp"] / res["head_norm_init"]
+
+    assert growth(_knockout_run()) >= 10.0
+    assert growth(_knockout_run(lp_loss="mse")) < 10.0
+
+
+def test_knockout_the_lp_head_keeps_the_features_in_place():
+    # claim: feature change FT / LP-FT >= 1; the LP head with its class rows permuted (same norm, wrong classes,
+    # large residuals) moves the features more than FT
+    def ratio(res):
+        return res["fc_FT"] / res["fc_LP-FT"]
+
+    assert ratio(_knockout_run()) >= 1.0
+    assert ratio(_knockout_run(lpft_head="permuted")) < 1.0
+
+
+def test_knockout_a_larger_accurate_head_moves_the_features_less():
+    # claim: Spearman(head scale, feature change) <= 0; rescaling a random (inaccurate) head instead, the
+    # larger head moves the features more
+    from scipy.stats import spearmanr
+
+    def rho(res):
+        cs, fcs = zip(*res["sweep"], strict=True)
+        return spearmanr(cs, fcs)[0]
+
+    assert rho(_knockout_run()) <= 0.0
+    assert rho(_knockout_run(lpft_head="random")) > 0.0
+
+
+def test_knockout_the_lp_head_makes_f_carry_the_step():
+    # claim: the FT ratio of LP-FT is above FT's; from a zero head F = V Theta^phi V^T vanishes at the start
+    def gap(res):
+        return res["ft_ratio_LP-FT"] - res["ft_ratio_FT"]
+
+    assert gap(_knockout_run()) >= 0.0
+    assert gap(_knockout_run(lpft_head="zero")) < 0.0
+    model = _model(8)
+    x, y = _data(6)
+    with torch.no_grad():
+        model.head.weight.zero_()
+    P, F = ntk_split(model.backbone, model.head, x)
+    assert ft_ratio(P, F, residuals(model(x).detach(), y))[0] == 0.0 < 0.5
+
+
+def test_knockout_the_large_head_makes_lp_ft_over_confident():
+    # claim: fitted temperature of LP-FT / of FT at its larger rate >= 1; the LP head rescaled to the initial norm
+    # (same direction and accuracy) is not over-confident
+    def ratio(res):
+        return res["cal_LP-FT"]["T"] / res["cal_FT (larger rate)"]["T"]
+
+    assert ratio(_knockout_run()) >= 1.0
+    assert ratio(_knockout_run(lpft_head="init-norm")) < 1.0
+
+
+def test_knockouts_of_lora_at_initialisation():
+    # claims: P^LoRA = P^FT (exact), and the error of sigma^2 r F^FT falls like r^(-1/2) (slope in [-0.78, -0.22],
+    # error at the largest rank <= 0.5). A nonzero B moves the features (P changes); a shared row of A is no
+    # random projection (no concentration)
+    import numpy as np
+
+    from lib.lpft import lora_check
+
+    cfg = DigitsTransferConfig.for_profile("quick", show=False, **_KNOCKOUT_SIZES, lora_ranks=(1, 4, 16, 64, 256))
+
+    def measure(init):
+        out = lora_check(cfg, seed=0, init=init)
+        ranks, errs = map(np.array, zip(*out["errors"], strict=True))
+        return out["p_max_abs_diff"], np.polyfit(np.log(ranks), np.log(errs), 1)[0], errs[-1]
+
+    p_diff, slope, err = measure("standard")
+    assert p_diff == 0.0 and -0.78 <= slope <= -0.22 and err <= 0.5
+    assert measure("nonzero-B")[0] > 0.0
+    _, slope, err = measure("shared-A")
+    assert not -0.78 <= slope <= -0.22 and err > 0.5
+
+
+def test_lpft_start_knockouts_by_hand():
+    from lib.lpft import lpft_start
+
+    lp = _model(9)
+    with torch.no_grad():
+        lp.head.weight.mul_(20.0)
+    assert lpft_start(lp, "lp", 1.0) is lp
+    assert head_norm(lpft_start(lp, "zero", 1.0)) == 0.0
+    assert head_norm(lpft_start(lp, "init-norm", 1.5)) == pytest.approx(1.5, rel=1e-6)
+    scaled = lpft_start(lp, "init-norm", 1.5)
+    assert torch.allclose(scaled.head.weight / 1.5, lp.head.weight / head_norm(lp), atol=1e-6)
+    permuted = lpft_start(lp, "permuted", 1.0)
+    assert torch.equal(permuted.head.weight[1], lp.head.weight[0]) and head_norm(permuted) == head_norm(lp)
+    assert torch.equal(
+        lpft_start(lp, "random", 1.0, seed=3).head.weight, lpft_start(lp, "random", 1.0, seed=3).head.weight
+    )
+    assert all(torch.equal(a, b) for a, b in zip(lp.backbone.parameters(), permuted.backbone.parameters(), strict=True))
+    with pytest.raises(ValueError):
+        lpft_start(lp, "none", 1.0)
+
+
+def test_squared_loss_lp_reaches_the_least_squares_head():
+    # the knock-out loss: LP with loss="mse" converges to the least-squares head (closed form), a finite one
+    torch.manual_seed(10)
+    model = LinearHeadModel(nn.Identity(), 4, 3)
+    x, y = _data(40, seed=3)
+    linear_probe(model, x, y, steps=2000, lr=0.02, loss="mse")
+    phi = torch.cat([x, torch.ones(40, 1)], 1).double()
+    target = torch.nn.functional.one_hot(y, 3).double()
+    W = torch.linalg.lstsq(phi, target).solution.float()
+    assert torch.allclose(model.head.weight, W[:-1].T, atol=1e-3) and torch.allclose(model.head.bias, W[-1], atol=1e-3)
