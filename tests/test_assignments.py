@@ -137,3 +137,100 @@ def test_no_hidden_test_or_solution_reaches_a_student(built_assignments, student
         text = path.read_text()
         leaked = [name for name in hidden if name in text] + [line for line in solution_lines if line in text]
         assert not leaked, f"{path} gives away {leaked[:2]}"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("slug", AUTOGRADED)
+def test_published_editions_hold_no_hidden_test(built_book, slug):
+    """The reader edition (its HTML and downloadable source) and the Colab notebook never show an autograded
+    solution's code or any autograder test; the written exercises' solutions stay (self-study readers need them)."""
+    tests = [re.search(r"def (\w+)", src).group(1) for q in assignments.questions(slug) for src, _ in q.tests]
+    solution_lines = {
+        line.strip()
+        for q in assignments.questions(slug)
+        if q.autograded
+        for line in re.findall(r"# BEGIN SOLUTION\n(.*?)# END SOLUTION", q.solution_code, re.S)[0].splitlines()
+        if len(line.strip()) > 12
+    }
+    for path in [
+        built_book.html / "chapters" / f"{slug}.html",
+        built_book.html / "_sources" / "chapters" / f"{slug}.ipynb",
+        book.chapter_notebook(slug),
+    ]:
+        text = path.read_text()
+        leaked = [name for name in tests if name in text] + [line for line in solution_lines if line in text]
+        assert not leaked, f"{path} publishes {leaked[:2]}"
+        assert "Autograder tests" not in text, f"{path} shows autograder tests"
+
+
+@pytest.mark.parametrize("slug", AUTOGRADED)
+def test_assignment_is_self_contained(slug):
+    """Every link in an assignment's questions resolves outside the chapter: no anchor into a page it is not in."""
+    ctx = __import__("tools.notebooks", fromlist=["context"]).context(student=True)
+    nb = assignments.master_notebook(slug, ctx)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    anchors = set(re.findall(r'<a id="([^"]+)"', text))
+    dangling = [a for a in re.findall(r"\]\(#([^)]+)\)", text) if a not in anchors]
+    assert not dangling, f"{slug}: the assignment links to parts of the chapter it does not contain: {dangling}"
+    assert "How to submit" in text and "/student/chapters/" in text
+
+
+@pytest.mark.book
+def test_autograder_zip_grades_in_a_clean_environment(built_assignments, tmp_path):
+    """Gradescope-like: a fresh venv from the zip's own requirements (registries only, `lib` from the wheel in the
+    zip, no checkout on the path) grades a solution (full marks), a blank (zero) and a wrong answer (the right
+    test fails, with its message)."""
+    import os
+    import zipfile
+
+    import yaml
+
+    slug, folder = "using-this-book", built_assignments / "using-this-book"
+    (zip_file,) = (folder / "dist" / "autograder").glob("*.zip")
+    src = tmp_path / "source"
+    zipfile.ZipFile(zip_file).extractall(src)
+    env_file = yaml.safe_load((src / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env_file["dependencies"] if isinstance(d, dict))
+    assert any(p.startswith("torch==") for p in pip) and any(p.startswith("--extra-index-url") for p in pip)
+    wheels = [p for p in pip if p.endswith(".whl")]
+    assert wheels and (src / wheels[0]).exists(), f"the zip does not carry lib's wheel: {pip}"
+    (src / "requirements.txt").write_text("\n".join(pip) + "\n")
+    venv = tmp_path / "venv"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("BOOK_", "PYTHON", "VIRTUAL_ENV"))}
+    clean.update(PIP_RETRIES="0", PIP_TIMEOUT="5", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=clean, timeout=300)
+    proc = subprocess.run([venv / "bin" / "pip", "install", "-q", "-r", "requirements.txt"], cwd=src, env=clean,
+                          capture_output=True, text=True, timeout=1500)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    where = subprocess.run([venv / "bin" / "python", "-c", "import lib, torch; print(lib.__file__, torch.__version__)"],
+                           cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert str(venv) in where.stdout and str(book.ROOT) not in where.stdout, where.stdout + where.stderr
+    qs = {q.name: q for q in assignments.questions(slug)}
+    wrong = tmp_path / "wrong.ipynb"
+    answer(
+        folder / "dist" / "student" / f"{slug}.ipynb",
+        {
+            "def standardise": assignments.strip_solution_marks(qs["using_ex_4"].solution_code),
+            "def tail_fraction": "def tail_fraction(z, k):\n    return float((z > k).float().mean())  # one tail only",
+        },
+        wrong,
+    )
+
+    def graded(notebook) -> dict:
+        out = tmp_path / f"out-{notebook.stem}"
+        out.mkdir()
+        run = subprocess.run([venv / "bin" / "otter", "run", "-a", zip_file, "-o", out, notebook], cwd=tmp_path,
+                             env=clean, capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        tests = json.loads((out / "results.json").read_text())["tests"]
+        return {t["name"]: (t.get("score"), t.get("max_score"), t.get("output", "")) for t in tests}
+
+    solved = graded(folder / "dist" / "autograder" / f"{slug}.ipynb")
+    auto = [q.name for q in qs.values() if q.autograded]
+    assert all(solved[n][0] == solved[n][1] for n in auto), {n: solved[n][:2] for n in auto}
+    blank = graded(folder / "dist" / "student" / f"{slug}.ipynb")
+    assert all(blank[n][0] == 0 for n in auto), {n: blank[n][:2] for n in auto}
+    result = graded(wrong)
+    assert result["using_ex_4"][0] == result["using_ex_4"][1]
+    score, possible, output = result["using_ex_5"]
+    assert score < possible and "two of five entries lie beyond 3 in absolute value" in output

@@ -60,6 +60,20 @@ def test_headline_agrees_with_the_verdict_table(built_book, slug):
     assert said == table, f"{slug}: the headline says {said}, the verdict table shows {table}"
 
 
+def test_the_whole_book_is_a_pdf(built_book):
+    """A PDF of every chapter for offline reading (the single-page HTML printed by Chromium), linked from the intro."""
+    import re
+
+    pdf = built_book.html / "book.pdf"
+    assert pdf.exists(), "no _build/html/book.pdf (tools.pdf)"
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", data)) >= 50
+    single = (book.STAGE / "_build" / "singlehtml" / "index.html").read_text()
+    for slug in SLUGS:
+        assert f'id="{slug}"' in single or f"chapters/{slug}" in single, f"the PDF misses chapter {slug}"
+    assert 'href="book.pdf"' in (built_book.html / "intro.html").read_text()
+
+
 def test_reproducibility_page_lists_every_chapter(built_book):
     text = (built_book.html / "reproducibility.html").read_text()
     assert "Summary" in text and "nan" not in text.replace("nanoGPT", "")

@@ -96,7 +96,7 @@ def questions(slug: str, ctx: notebooks.Book | None = None) -> list[Question]:
     """Return the chapter's exercises as otter questions, in order, numbered as in the book."""
     ctx = ctx or notebooks.context()
     lines = book.chapter_source(slug).read_text().splitlines()
-    conv = notebooks.Converter(slug, ctx, student=False)
+    conv = notebooks.Converter(slug, ctx, student=False, standalone=True)  # the assignment leaves the chapter
     found: dict[str, Question] = {}
     i = 0
     while i < len(lines):
@@ -159,6 +159,23 @@ def self_check(slug: str) -> list[str]:
 
 
 MINUTES_AUTOGRADED, MINUTES_WRITTEN = 15, 15  # a student's time per question, as the instructors page states
+WRITTEN_POINTS = 3  # each written (manually graded) question, graded by hand on Gradescope with RUBRIC
+RUBRIC = (
+    "**Rubric ({points} points).** 1 point: a prediction or derivation is stated (before running anything, where "
+    "the exercise asks for a prediction). 1 point: its conclusion agrees with the key, or the student reports a run "
+    "that contradicts the prediction and says so. 1 point: the reasoning names the mechanism, assumption or theorem "
+    "that explains the result.\n\n**Key.** {key}"
+)
+HOW_TO_SUBMIT = """## How to submit
+
+1. Save, then run every cell from the top (*Kernel → Restart & Run All*, or *Runtime → Run all* in Colab): an
+   autograded answer is graded on what the notebook computes.
+2. Run the last cell. It checks your autograded answers against the public tests and writes a zip file beside this
+   notebook: your notebook and a PDF of your written answers (in Colab, download it from the file browser on the
+   left).
+3. Upload that zip to the assignment on Gradescope (or wherever your instructor says). Autograded questions are
+   scored at once against more tests than the public ones; written questions are graded by hand with a short
+   rubric, {points} points each."""
 
 
 def overview(slugs: list[str], ctx: notebooks.Book | None = None) -> str:
@@ -195,7 +212,7 @@ def master_notebook(slug: str, ctx: notebooks.Book | None = None) -> nbformat.No
         "name": slug,
         "init_cell": False,  # our own, after the setup cell that installs otter (see GRADER)
         "check_all_cell": False,
-        "export_cell": False,
+        "export_cell": {"pdf": True, "instructions": "Run this cell, then upload the zip it writes."},
         "run_tests": True,
         "generate": {"pdf": False},
         "tests": {"files": True, "ok_format": False},
@@ -216,7 +233,7 @@ def master_notebook(slug: str, ctx: notebooks.Book | None = None) -> nbformat.No
         nbformat.v4.new_code_cell(GRADER.format(tests="{}")),
     ]
     for q in questions(slug, ctx):
-        header = {"name": q.name, "points": len(q.tests) if q.autograded else 1}
+        header = {"name": q.name, "points": len(q.tests) if q.autograded else WRITTEN_POINTS}
         if not q.autograded:
             header["manual"] = True
         cells.append(_raw("# BEGIN QUESTION\n" + yaml.safe_dump(header, sort_keys=False).strip()))
@@ -232,9 +249,11 @@ def master_notebook(slug: str, ctx: notebooks.Book | None = None) -> nbformat.No
             cells.append(_raw("# END TESTS"))
         else:
             cells.append(_raw("# BEGIN SOLUTION"))
-            cells.append(nbformat.v4.new_markdown_cell(q.solution_text or "(See the book's solution.)"))
+            key = q.solution_text or "(the chapter's solution)"
+            cells.append(nbformat.v4.new_markdown_cell(RUBRIC.format(points=WRITTEN_POINTS, key=key)))
             cells.append(_raw("# END SOLUTION"))
         cells.append(_raw("# END QUESTION"))
+    cells.append(nbformat.v4.new_markdown_cell(HOW_TO_SUBMIT.format(points=WRITTEN_POINTS)))
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     return nb

@@ -215,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     code = build()
     if code == 0:
         print(f"HTML: {book.HTML / 'index.html'}")
+        from tools import pdf
+
+        if pdf.chromium():
+            out = pdf.print_pdf(pdf.single_page(), book.STAGE / "_build" / "html" / pdf.PDF_NAME)
+            print(f"PDF: {out}")
+        else:
+            print("note: no Chromium here, so no PDF of the book (Debian: apt-get install chromium)")
     else:
         print("error: the strict Jupyter Book build failed (warnings are errors); see above", file=sys.stderr)
     return code
