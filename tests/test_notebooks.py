@@ -8,7 +8,7 @@ CTX = notebooks.Book(
     base_url="https://example.org/book/",
     titles={"here": "This chapter", "there": "Another chapter"},
     numbers={"here": 3},
-    labels={"here-thm": ("here", "Theorem (Main)"), "there-sec": ("there", "A section")},
+    labels={"here-thm": ("here", "Theorem 3.1"), "there-sec": ("there", "A section")},
     refs={
         "smith2020": {"short": "Smith and Jones", "year": "2020", "url": "https://arxiv.org/abs/1", "title": "T",
                       "venue": "V", "names": "A Smith, B Jones"},
@@ -73,10 +73,10 @@ def test_instructor_markdown_is_plain_jupyter():
     assert out.answers_after == ["3.1"]  # an answer cell follows Exercise 3.1
     assert '<a id="here-sec"></a>' in text and "[Smith and Jones (2020)](https://arxiv.org/abs/1)" in text
     assert "([Smith and Jones 2020](https://arxiv.org/abs/1))" in text
-    assert "[Theorem (Main)](#here-thm)" in text
+    assert "[Theorem 3.1](#here-thm)" in text
     assert "[A section](https://example.org/book/chapters/there.html#there-sec)" in text
     assert "[Another chapter](https://example.org/book/chapters/there.html)" in text
-    assert "**Theorem (Main).** For all $x$," in text and "$$\nf(x) = 0\n$$" in text and "(eq-main)" not in text
+    assert "**Theorem 3.1 (Main).** For all $x$," in text and "$$\nf(x) = 0\n$$" in text and "(eq-main)" not in text
     assert "**Exercise 3.1 (Predict).** Change the code and predict." in text
     assert "<summary><b>Solution to Exercise 3.1</b></summary>" in text and "The answer is 42." in text
     # an autograded solution's code and its tests are the instructor's: no published notebook shows them
@@ -144,3 +144,22 @@ def test_committed_notebook_is_the_conversion_and_plain(slug):
     from tools import pairs
 
     assert pairs.problems(book.chapter_source(slug)) == []
+
+
+def test_numbered_boxes_and_short_references_as_in_the_html():
+    """Theorem boxes keep the numbers sphinx-proof gives them (per kind, prefixed by the chapter's number), and a
+    reference to one reads "Lemma 3.1" in the notebooks as in the HTML."""
+    import re
+
+    ctx = notebooks.context()
+    slug = "looped-transformers"
+    number = ctx.numbers[slug]
+    kinds: dict[str, int] = {}
+    for kind, label in re.findall(
+        r"^```\{prf:(\w+)\}[^\n]*\n:label: ([\w-]+)", book.chapter_source(slug).read_text(), re.M
+    ):
+        if kind == "proof":
+            continue
+        kinds[kind] = kinds.get(kind, 0) + 1
+        assert ctx.labels[label] == (slug, f"{kind.capitalize()} {number}.{kinds[kind]}")
+    assert kinds, "the chapter has numbered boxes"

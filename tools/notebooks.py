@@ -46,7 +46,8 @@ class Book:
     base_url: str
     titles: dict[str, str] = field(default_factory=dict)  # slug -> chapter title
     numbers: dict[str, int] = field(default_factory=dict)  # slug -> chapter number
-    labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (slug, text)
+    labels: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> (slug, text), "Lemma 3.1"
+    titles_of: dict[str, str] = field(default_factory=dict)  # label of a numbered box -> its title
     refs: dict[str, dict] = field(default_factory=dict)  # bib key -> {"short", "year", "url", "full"}
 
 
@@ -145,12 +146,22 @@ def context(student: bool = False) -> Book:
             if target:  # (label)= above a heading
                 heading = next((x for x in lines[i + 1 : i + 3] if x.startswith("#")), "")
                 ctx.labels[target.group(1)] = (slug, heading.lstrip("#").strip() or ctx.titles[slug])
+        counts: dict[str, int] = {}
+        for i, line in enumerate(lines):
             opened = OPEN.match(line)
             if opened:
                 label = next((OPTION.match(x).group(2) for x in lines[i + 1 : i + 6] if OPTION.match(x)
                               and OPTION.match(x).group(1) == "label"), None)  # fmt: skip
-                if label:
-                    kind = opened.group(3).split(":")[-1].capitalize()
+                name = opened.group(3)
+                kind = name.split(":")[-1].capitalize()
+                if name.startswith("prf:") and name != "prf:proof":  # numbered as sphinx-proof does: per kind
+                    counts[kind] = counts.get(kind, 0) + 1
+                    chapter = ctx.numbers.get(slug)
+                    number = f"{chapter}.{counts[kind]}" if chapter else str(counts[kind])
+                    if label:
+                        ctx.labels[label] = (slug, f"{kind} {number}")
+                        ctx.titles_of[label] = opened.group(4).strip()
+                elif label:
                     title = opened.group(4).strip()
                     ctx.labels[label] = (slug, f"{kind} ({title})" if title else kind)
     return ctx
@@ -287,8 +298,9 @@ def public_myst(text: str) -> str:
 class Converter:
     """Convert one chapter's MyST markdown cells, numbering its exercises as the HTML does."""
 
-    def __init__(self, slug: str, ctx: Book, student: bool):
-        self.slug, self.ctx, self.student = slug, ctx, student
+    def __init__(self, slug: str, ctx: Book, student: bool, standalone: bool = False):
+        """`standalone`: the text leaves its chapter (an assignment), so every cross-reference links to a page."""
+        self.slug, self.ctx, self.student, self.standalone = slug, ctx, student, standalone
         self.exercise = 0
         self.exercise_numbers: dict[str, str] = {}
         self.cited: list[str] = []
@@ -299,7 +311,7 @@ class Converter:
         return f"{chapter}.{self.exercise}" if chapter else str(self.exercise)
 
     def inline(self, text: str) -> str:
-        return convert_inline(text, self.ctx, self.slug, self.cited)
+        return convert_inline(text, self.ctx, "" if self.standalone else self.slug, self.cited)
 
     def render(self, text: str) -> Converted:
         """Return the plain Markdown of one MyST cell."""
@@ -391,6 +403,9 @@ class Converter:
             return f"![{options.get('alt', caption)}]({arg})\n\n*{caption}*", ""
         if name == "prf:proof":
             return f"{anchor}*Proof.* {self.body(body)} $\\blacksquare$", ""
+        if name.startswith("prf:") and label in self.ctx.labels and self.ctx.labels[label][0] == self.slug:
+            title = f" ({self.inline(arg)})" if arg else ""
+            return f"{anchor}**{self.ctx.labels[label][1]}{title}.** {self.body(body)}", ""
         if name.startswith("prf:") or name in KINDS or name == "admonition":
             kind = KINDS.get(name, name.split(":")[-1].capitalize())
             if name == "admonition":
