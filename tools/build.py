@@ -1,6 +1,6 @@
 """Build the book's HTML from the executed notebooks, strictly.
 
-    python -m tools.build [--stage DIR] [--keep-solutions | --student]
+    python -m tools.build       # after tools.execute; `make book` runs both (the student edition: tools.student)
 
 Stages a source tree in `_build/book` (top-level pages, `references.bib`, the generated reproducibility
 page, and `chapters/<slug>.ipynb` = the executed notebook with a provenance line under its title), then

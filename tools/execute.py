@@ -37,23 +37,16 @@ SMOKE_CAPS = Path(__file__).with_name("smoke_caps.json")  # sizes the smoke run 
 
 
 def git_commit() -> str:
-    """Return the short commit of the tree, with `-dirty` when it has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=book.ROOT, capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=book.ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if head.returncode != 0:
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    """Return the short commit of the tree (`lib.runtime.git_commit`), with `-dirty` when it has uncommitted changes."""
+    from lib.runtime import git_commit as head
+
+    commit = head(book.ROOT)
+    if commit == "unknown":
+        return commit
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=book.ROOT, capture_output=True, text=True
+    )
+    return commit + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def run_one(source: Path, output: Path, result: Path, profile: str, seed: int, timeout: int) -> None:

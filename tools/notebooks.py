@@ -1,9 +1,8 @@
 """The notebooks readers and students open: plain Jupyter Markdown generated from the MyST sources.
 
-    python -m tools.notebooks write            # chapters/<slug>.ipynb (instructor edition, solutions folded)
-    python -m tools.notebooks student DIR      # DIR/<slug>.ipynb (student edition: no solution, no spoiler)
-
-Colab and Jupyter do not speak MyST, so the book's one converter turns each chapter's markdown into what they
+`tools.pairs sync` writes `chapters/<slug>.ipynb` with it (the reader edition, written solutions folded, autograded
+ones left out) and `tools.student` the student edition (no solution, no spoiler). Colab and Jupyter do not speak
+MyST, so the book's one converter turns each chapter's markdown into what they
 render: theorems, definitions and exercises as bold-titled blocks, solutions as `<details>` (instructor) or not
 at all (student), citations as author-year text linked to the paper, cross-references as links to the book's
 HTML, `$$...$$` math without MyST labels, and after each exercise an empty answer cell. Code cells are the
@@ -14,7 +13,6 @@ exercise: the student edition drops them.
 from __future__ import annotations
 
 import re
-import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -529,23 +527,3 @@ def write_notebook(nb: nbformat.NotebookNode, target: Path) -> bool:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] not in (["write"], ["student"]) or (argv[0] == "student" and len(argv) != 2):
-        print(__doc__, file=sys.stderr)
-        return 2
-    ctx = context()
-    for slug in book.chapter_slugs():
-        if argv[0] == "write":
-            target, student = book.chapter_notebook(slug), False
-        else:
-            target, student = Path(argv[1]) / f"{slug}.ipynb", True
-        changed = write_notebook(convert(slug, ctx, student=student), target)
-        print(f"{'wrote' if changed else 'unchanged'} {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
