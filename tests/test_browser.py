@@ -79,6 +79,15 @@ CLIPPED_OUTPUTS = """() => [...document.querySelectorAll('article div.cell_outpu
   .map(e => e.textContent.split('\\n').reduce((a, b) => b.length > a.length ? b : a).slice(0, 90))"""
 
 
+# Legibility of figures on a phone. Measure: the smallest text the figures use is 8 points, drawn at 100 dpi or
+# more (lib/plotting.py), so 11.1 px in the PNG; on screen it is that times the image's shown width over its natural
+# width, and must be at least LEGIBLE_PX.
+LEGIBLE_PX = 7
+SMALL_FIGURE_TEXT = f"""() => [...document.querySelectorAll('article img')]
+  .filter(i => i.naturalWidth > 0 && i.clientWidth / i.naturalWidth * 11.1 < {LEGIBLE_PX})
+  .map(i => i.src.split('/').pop() + ' at ' + (i.clientWidth / i.naturalWidth * 11.1).toFixed(1) + ' px')"""
+
+
 def open_page(browser, path):
     chromium, base = browser
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
@@ -136,6 +145,8 @@ def test_page_renders(browser, path):
     page.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
     clipped = page.evaluate(CLIPPED_OUTPUTS)
     assert not clipped, f"{path}: printed output clipped at 390 px: {clipped}"
+    small = page.evaluate(SMALL_FIGURE_TEXT)
+    assert not small, f"{path}: at 390 px, 8-point text in these figures is under {LEGIBLE_PX} px: {small}"
     page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; }")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.wait_for_timeout(200)
