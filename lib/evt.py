@@ -52,6 +52,23 @@ def gpd_fit_scipy(Y: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.nda
     return xi, sigma
 
 
+def gpd_fit_exponential(Y: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Return `(xi, sigma)` per row with the shape fixed at 0: the exponential tail, sigma = mean excess (its MLE).
+
+    The knock-out of the GPD's shape (`method="exponential"` of `fit_pot` / `pot_from_exceedances`): every
+    variable gets an exponential tail, so the tail model no longer sees how heavy each variable's tail is.
+    Rows with fewer than 2 samples, or all samples equal, get NaN (as in `gpd_fit_mle`).
+    """
+    Y, mask = _as_masked(Y, mask)
+    n = mask.sum(1)
+    ymax = np.where(mask, Y, -np.inf).max(1)
+    ymin = np.where(mask, Y, np.inf).min(1)
+    ok = (n >= 2) & (ymax > ymin)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(mask, Y, 0.0).sum(1) / n
+    return np.where(ok, 0.0, np.nan), np.where(ok, mean, np.nan)
+
+
 def _profile_loglik(t: np.ndarray, Y: np.ndarray, mask: np.ndarray, n: np.ndarray, ymax: np.ndarray):
     """Return (mean log-likelihood, xi) of the GPD profiled over xi, at theta = t / ymax (rows x points)."""
     theta = t / ymax[:, None]  # (F, G)
@@ -176,29 +193,46 @@ class PeaksOverThreshold:
     sigma: np.ndarray
     fitted: np.ndarray
     excesses: np.ndarray  # (variables, max n) padded with NaN: the excesses X - T > 0
+    normal: tuple[np.ndarray, np.ndarray] | None = None  # knock-out: (mean, sd); the tail beyond T is normal
 
     def tail_probability(self, s: np.ndarray) -> np.ndarray:
         """Return P(X > s) per variable: (n/N)(1 - G(s - T)) above T (Eq. 5), 1 at or below T.
 
         An unfitted variable above its threshold gets the smoothed empirical value (k + 1)/(N + 1),
         k = number of reference values above s. `s` has shape (variables,) or (examples, variables).
+        With `normal = (mean, sd)` (the knock-out `method="normal"`) the GPD is replaced by the normal law's
+        tail beyond the threshold: (n/N) P_N(X > s) / P_N(X > T).
         """
         s = np.asarray(s, dtype=np.float64)
         if s.shape[-1] != self.threshold.shape[0]:
             raise ValueError(f"s has {s.shape[-1]} variables, the model has {self.threshold.shape[0]}")
         excess = s - self.threshold
         above = excess > 0
-        gpd = (self.n_exceed / self.n_total) * gpd_survival(excess, self.xi, self.sigma)
+        if self.normal is None:
+            survival = gpd_survival(excess, self.xi, self.sigma)
+        else:
+            loc, scale = (np.asarray(a, dtype=np.float64) for a in self.normal)
+            safe = np.where(scale > 0, scale, 1.0)
+            survival = np.exp(stats.norm.logsf((s - loc) / safe) - stats.norm.logsf((self.threshold - loc) / safe))
+        tail = (self.n_exceed / self.n_total) * survival
         k = (np.nan_to_num(self.excesses, nan=-np.inf) > excess[..., None]).sum(-1)
         emp = (k + 1.0) / (self.n_total + 1.0)
-        p = np.where(self.fitted, gpd, emp)
+        p = np.where(self.fitted, tail, emp)
         return np.where(above, p, 1.0)
+
+
+TAIL_METHODS = ("mle", "scipy", "exponential", "normal")
+"""Tail models of a POT fit: the GPD by maximum likelihood ("mle", "scipy") and two knock-outs of the GPD,
+"exponential" (its shape fixed at 0) and "normal" (the normal law of the variable's mean and sd beyond T)."""
 
 
 def fit_pot(X: np.ndarray, *, quantile: float = 0.9, min_exceed: int = 5, method: str = "mle") -> PeaksOverThreshold:
     """Return the POT model of each column of `X` (samples x variables): threshold at `quantile`, GPD fit.
 
-    `method` is "mle" (vectorised, `gpd_fit_mle`) or "scipy" (`gpd_fit_scipy`, one variable at a time).
+    `method` (one of `TAIL_METHODS`) is "mle" (vectorised, `gpd_fit_mle`), "scipy" (`gpd_fit_scipy`, one
+    variable at a time), or a knock-out of the GPD: "exponential" (`gpd_fit_exponential`, the shape fixed
+    at 0) or "normal" (the tail beyond the threshold is that of the normal law with the column's mean and
+    standard deviation: the normality assumption inside POT).
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] < 2:
@@ -206,16 +240,29 @@ def fit_pot(X: np.ndarray, *, quantile: float = 0.9, min_exceed: int = 5, method
     if not 0.0 < quantile < 1.0:
         raise ValueError(f"quantile must be in (0, 1), got {quantile}")
     T = np.quantile(X, quantile, axis=0)
-    return pot_from_exceedances(T, np.where(X > T, X - T, np.nan).T, X.shape[0], min_exceed, method)
+    normal = (X.mean(0), X.std(0, ddof=1)) if method == "normal" else None
+    return pot_from_exceedances(T, np.where(X > T, X - T, np.nan).T, X.shape[0], min_exceed, method, normal=normal)
 
 
 def pot_from_exceedances(
-    threshold: np.ndarray, excesses: np.ndarray, n_total: int, min_exceed: int = 5, method: str = "mle"
+    threshold: np.ndarray,
+    excesses: np.ndarray,
+    n_total: int,
+    min_exceed: int = 5,
+    method: str = "mle",
+    *,
+    normal: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PeaksOverThreshold:
-    """Return the POT model from thresholds and a (variables, m) matrix of excesses (NaN = none)."""
-    fits = {"mle": gpd_fit_mle, "scipy": gpd_fit_scipy}
-    if method not in fits:
-        raise ValueError(f"method must be one of {sorted(fits)}, got {method!r}")
+    """Return the POT model from thresholds and a (variables, m) matrix of excesses (NaN = none).
+
+    `method` picks the tail model, as in `fit_pot`; "normal" needs `normal=(mean, sd)` of each variable
+    (a variable with sd 0 keeps the smoothed empirical tail).
+    """
+    fits = {"mle": gpd_fit_mle, "scipy": gpd_fit_scipy, "exponential": gpd_fit_exponential}
+    if method not in TAIL_METHODS:
+        raise ValueError(f"method must be one of {sorted(TAIL_METHODS)}, got {method!r}")
+    if (method == "normal") != (normal is not None):
+        raise ValueError("method='normal' goes with normal=(mean, sd), and only it")
     excesses = np.asarray(excesses, dtype=np.float64)
     mask = np.isfinite(excesses) & (excesses > 0)
     excesses = np.where(mask, excesses, np.nan)
@@ -227,6 +274,12 @@ def pot_from_exceedances(
     enough = n >= min_exceed
     xi = np.full(n.shape, np.nan)
     sigma = np.full(n.shape, np.nan)
+    if method == "normal":
+        loc, scale = (np.asarray(a, dtype=np.float64) for a in normal)
+        fitted = enough & (scale > 0)
+        return PeaksOverThreshold(
+            np.asarray(threshold, float), n, int(n_total), xi, sigma, fitted, excesses, normal=(loc, scale)
+        )
     if enough.any():
         xi[enough], sigma[enough] = fits[method](np.nan_to_num(excesses[enough]), mask[enough])
     fitted = enough & np.isfinite(xi) & np.isfinite(sigma) & (sigma > 0)

@@ -167,13 +167,20 @@ class ReferenceStats:
         return (self.m2 / max(self.count - 1, 1)).sqrt()
 
     def pot(self, *, min_exceed: int = 5, method: str = "mle") -> PeaksOverThreshold:
-        """Return the POT model: threshold = smallest kept value, excesses = kept values above it."""
+        """Return the POT model: threshold = smallest kept value, excesses = kept values above it.
+
+        `method` is one of `lib.evt.TAIL_METHODS`: the GPD fit ("mle"), or a knock-out of it ("exponential":
+        its shape fixed at 0; "normal": the normal tail of the reference's mean and sd beyond the threshold).
+        """
         top = self.top.cpu().numpy()
         if not np.isfinite(top).all():
             raise ValueError("fewer reference examples than the top buffer holds; lower the quantile")
         T = top[-1]
         excess = (top[:-1] - T).T
-        return pot_from_exceedances(T, np.where(excess > 0, excess, np.nan), self.count, min_exceed, method)
+        normal = (self.mean.cpu().numpy(), self.std.cpu().numpy()) if method == "normal" else None
+        return pot_from_exceedances(
+            T, np.where(excess > 0, excess, np.nan), self.count, min_exceed, method, normal=normal
+        )
 
 
 def reference_statistics(
@@ -194,17 +201,27 @@ ZERO_SIGMA = 1e-14
 """A filter whose reference standard deviation is at most this is constant on the reference (dead)."""
 
 
-def zscore(S: torch.Tensor, ref: ReferenceStats) -> torch.Tensor:
+def standardise(S: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, *, divide: bool = True) -> torch.Tensor:
+    """Return (S - mu) / sigma per filter (Eq. 2), dividing by 1 where sigma <= 1e-14 (a dead filter).
+
+    `divide=False` is the knock-out of the division by sigma_j: the centred saliency S - mu.
+    """
+    S = torch.as_tensor(S).to(torch.float64).cpu()
+    mu, sigma = torch.as_tensor(mu).to(torch.float64).cpu(), torch.as_tensor(sigma).to(torch.float64).cpu()
+    if not divide:
+        return S - mu
+    # Eq. (2): s_hat(x, y)_j = (s_bar(x, y)_j - mu_j) / sigma_j
+    return (S - mu) / torch.where(sigma > ZERO_SIGMA, sigma, 1.0)
+
+
+def zscore(S: torch.Tensor, ref: ReferenceStats, *, divide: bool = True) -> torch.Tensor:
     """Return the filter saliency (z-score) of profiles S (B, filters).
 
     A filter constant on the reference (sigma_j <= 1e-14, a dead filter) is divided by 1 instead, as in
     Levin et al.'s code (`testset_std_abs_grad[testset_std_abs_grad <= 1e-14] = 1`): its score is
-    s_j - mu_j.
+    s_j - mu_j. `divide=False` is the knock-out of the division by sigma_j (the centred saliency).
     """
-    S = S.to(torch.float64).cpu()
-    mu, sigma = ref.mean.cpu(), ref.std.cpu()
-    # Eq. (2): s_hat(x, y)_j = (s_bar(x, y)_j - mu_j) / sigma_j
-    return (S - mu) / torch.where(sigma > ZERO_SIGMA, sigma, 1.0)
+    return standardise(S, ref.mean, ref.std, divide=divide)
 
 
 def live_filters(ref: ReferenceStats) -> torch.Tensor:
@@ -410,13 +427,19 @@ def detection_rank(ranking: torch.Tensor, target: int) -> torch.Tensor:
 
 
 def synthetic_saliencies(
-    n_filters: int, n_ref: int, n_test: int, *, heavy: bool, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n_filters: int, n_ref: int, n_test: int, *, heavy: bool, seed: int = 0, with_params: bool = False
+) -> tuple[np.ndarray, ...]:
     """Return `(reference (n_ref, F), test (n_test, F), exact P(S_j > test), tail index per filter)`.
 
     Gaussian filters: S_j ~ N(mu_j, sigma_j^2). Heavy-tailed filters: S_j = mu_j + sigma_j |t_{nu_j}|
     with nu_j log-uniform in [1.5, 50] (the tail index; infinity for the Gaussian case).
+    `with_params=True` appends the true location `mu` and scale `sigma` of every filter.
     """
+    out = _synthetic(n_filters, n_ref, n_test, heavy=heavy, seed=seed)
+    return out if with_params else out[:4]
+
+
+def _synthetic(n_filters: int, n_ref: int, n_test: int, *, heavy: bool, seed: int) -> tuple[np.ndarray, ...]:
     if min(n_filters, n_ref, n_test) < 1:
         raise ValueError("n_filters, n_ref and n_test must be positive")
     rng = np.random.default_rng(seed)
@@ -425,11 +448,11 @@ def synthetic_saliencies(
     if not heavy:
         ref = mu + sigma * rng.standard_normal((n_ref, n_filters))
         test = mu + sigma * rng.standard_normal((n_test, n_filters))
-        return ref, test, stats.norm.sf(test, mu, sigma), np.full(n_filters, np.inf)
+        return ref, test, stats.norm.sf(test, mu, sigma), np.full(n_filters, np.inf), mu, sigma
     nu = np.exp(rng.uniform(np.log(1.5), np.log(50.0), n_filters))
     ref = mu + sigma * np.abs(rng.standard_t(nu, (n_ref, n_filters)))
     test = mu + sigma * np.abs(rng.standard_t(nu, (n_test, n_filters)))
-    return ref, test, 2.0 * stats.t.sf((test - mu) / sigma, nu), nu
+    return ref, test, 2.0 * stats.t.sf((test - mu) / sigma, nu), nu, mu, sigma
 
 
 def topk_overlap(score_a: np.ndarray, score_b: np.ndarray, k: int) -> float:
@@ -478,9 +501,15 @@ def digits_domains(cfg: SaliencyConfig, seed: int = 0) -> dict[str, torch.Tensor
 
 
 def train_digits_cnn(
-    cfg: SaliencyConfig, data: dict[str, torch.Tensor], *, device: torch.device | str = "cpu", seed: int = 0
+    cfg: SaliencyConfig,
+    data: dict[str, torch.Tensor],
+    *,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    cache: bool = True,
 ) -> SmallCNN:
-    """Return the chapter's CNN trained on the clean training digits (cached on disk by config and seed)."""
+    """Return the chapter's CNN trained on the clean training digits (cached on disk by config and seed,
+    unless `cache=False`)."""
 
     def fit() -> dict[str, torch.Tensor]:
         torch.manual_seed(seed)
@@ -491,7 +520,7 @@ def train_digits_cnn(
         return {k: v.cpu() for k, v in model.state_dict().items()}
 
     model = SmallCNN(cfg.channels, pool_after=cfg.pool_after)
-    model.load_state_dict(cached("saliency-evt-cnn", cfg, fit, seed=seed))
+    model.load_state_dict(cached("saliency-evt-cnn", cfg, fit, seed=seed) if cache else fit())
     return model.to(device).eval()
 
 
@@ -523,22 +552,39 @@ def misclassified(model: nn.Module, X: torch.Tensor, y: torch.Tensor, max_n: int
     return idx if max_n is None else idx[:max_n]
 
 
-def synthetic_experiment(cfg: SaliencyConfig, *, heavy: bool, seed: int = 0) -> dict[str, np.ndarray | float]:
+def order_mismatch(score: np.ndarray, p: np.ndarray) -> float:
+    """Return the fraction of rows in which ranking by decreasing `score` differs from ranking by increasing
+    tail probability `p` (0: the two orders are the same in every row)."""
+    a = np.argsort(-np.asarray(score, float), axis=1, kind="stable")
+    b = np.argsort(np.asarray(p, float), axis=1, kind="stable")
+    return float((a != b).any(axis=1).mean())
+
+
+def synthetic_experiment(
+    cfg: SaliencyConfig, *, heavy: bool, seed: int = 0, divide: bool = True, tail: str = "mle"
+) -> dict[str, np.ndarray | float]:
     """Return z-scores, POT and exact tail probabilities of synthetic filters, and how the rankings agree.
 
     The z-scores and POT tail probabilities go through `zscore` and `pot_pvalues` against a `ReferenceStats`
     of the reference samples, as in the CNN experiments. Agreement is measured against the exact tail
     probability: mean top-k overlap (k = 1% of the filters) per test example (`top_z`, `top_pot`, and
     `top_centred` for the ablation arm s_j - mu_j without the division by sigma_j); `heavy_share_*` is the
-    share of the top-k that
-    comes from the heaviest-tailed third of the filters (1/3 for a fair score, since test values are drawn
-    from the filters' own distributions; NaN for normal filters).
+    share of the top-k that comes from the heaviest-tailed third of the filters (1/3 for a fair score, since
+    test values are drawn from the filters' own distributions; NaN for normal filters). `mismatch_true` is
+    `order_mismatch` of the z-score computed with the filters' true mu_j, sigma_j against the exact tail
+    probability (Proposition 1: 0 for normal filters).
+
+    Knock-outs: `divide=False` drops the z-score's division by sigma_j (in `z`, `top_z`, `mismatch_true`,
+    `heavy_share_z`); `tail` (one of `lib.evt.TAIL_METHODS`) picks the POT's tail model: "exponential" fixes
+    the GPD's shape at 0, "normal" replaces the GPD by the normal tail of the reference's mean and sd.
     """
-    R, T, p_true, nu = synthetic_saliencies(cfg.synth_filters, cfg.synth_ref, cfg.synth_test, heavy=heavy, seed=seed)
+    R, T, p_true, nu, mu, sd = synthetic_saliencies(
+        cfg.synth_filters, cfg.synth_ref, cfg.synth_test, heavy=heavy, seed=seed, with_params=True
+    )
     ref = ReferenceStats.for_quantile(cfg.synth_filters, cfg.synth_ref, cfg.quantile)
     ref.update(torch.from_numpy(R))
-    z_t = zscore(torch.from_numpy(T), ref)
-    p_t = pot_pvalues(torch.from_numpy(T), ref.pot(min_exceed=cfg.min_exceed))
+    z_t = zscore(torch.from_numpy(T), ref, divide=divide)
+    p_t = pot_pvalues(torch.from_numpy(T), ref.pot(min_exceed=cfg.min_exceed, method=tail))
     z, p_pot = z_t.numpy(), p_t.numpy()
     k = max(1, cfg.synth_filters // 100)
     true_score = -np.log(p_true)
@@ -549,6 +595,7 @@ def synthetic_experiment(cfg: SaliencyConfig, *, heavy: bool, seed: int = 0) -> 
     top_pot = topk_overlap(pot_score, true_score, k)
     # ablation arm: the z-score without its division by sigma_j (centred saliency s_j - mu_j)
     top_centred = topk_overlap(T - R.mean(0), true_score, k)
+    z_exact = standardise(torch.from_numpy(T), torch.from_numpy(mu), torch.from_numpy(sd), divide=divide).numpy()
     heaviest = nu <= np.quantile(nu, 1 / 3) if heavy else np.zeros(nu.shape, dtype=bool)
 
     def share(score: np.ndarray) -> float:
@@ -562,6 +609,7 @@ def synthetic_experiment(cfg: SaliencyConfig, *, heavy: bool, seed: int = 0) -> 
         "top_z": top_z,
         "top_pot": top_pot,
         "top_centred": top_centred,
+        "mismatch_true": order_mismatch(z_exact, p_true),
         "heavy_share_z": share(z),
         "heavy_share_pot": share(pot_score),
         "heavy_share_true": share(true_score),

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lib.evt import fit_pot, gpd_fit_mle, gpd_fit_scipy, gpd_loglik, gpd_survival, pot_from_exceedances
+from lib.evt import (
+    fit_pot,
+    gpd_fit_exponential,
+    gpd_fit_mle,
+    gpd_fit_scipy,
+    gpd_loglik,
+    gpd_survival,
+    pot_from_exceedances,
+)
 
 
 @pytest.mark.parametrize("xi", [-0.3, 0.0, 0.2, 0.5])
@@ -130,3 +138,29 @@ def test_errors_are_clear():
     with pytest.raises(ValueError, match="variables"):
         pot.tail_probability(np.ones(2))
     assert np.isnan(gpd_fit_mle(np.array([[1.0, 1.0, 1.0]]))[0][0])
+
+
+def test_exponential_knockout_is_the_exponential_mle():
+    """The knock-out of the GPD's shape: xi = 0 and sigma = mean excess, scipy's exponential fit."""
+    y = stats.genpareto.rvs(0.4, scale=2.0, size=(5, 60), random_state=np.random.default_rng(8))
+    xi, sigma = gpd_fit_exponential(y)
+    assert np.all(xi == 0.0)
+    np.testing.assert_allclose(sigma, [stats.expon.fit(r, floc=0.0)[1] for r in y], rtol=1e-12)
+    xi, sigma = gpd_fit_exponential(np.array([[1.0, 1.0, 1.0], [1.0, 2.0, np.nan]]))
+    assert np.isnan(xi[0]) and sigma[1] == 1.5
+    pot = fit_pot(y.T, quantile=0.5, method="exponential")
+    assert np.all(pot.xi[pot.fitted] == 0.0)
+
+
+def test_normal_knockout_is_the_normal_tail_beyond_the_threshold():
+    """method="normal": P(X > s) = (n/N) P_N(X > s) / P_N(X > T) with the column's mean and sd."""
+    rng = np.random.default_rng(9)
+    X = rng.standard_t(3, size=(400, 4)) * np.array([1.0, 2.0, 0.5, 3.0]) + 1.0
+    pot = fit_pot(X, quantile=0.9, method="normal")
+    m, sd = X.mean(0), X.std(0, ddof=1)
+    s = np.array([[3.0, 6.0, 1.5, 9.0], [0.0, 0.0, 0.0, 0.0]])
+    want = pot.n_exceed / 400 * stats.norm.sf(s[0], m, sd) / stats.norm.sf(pot.threshold, m, sd)
+    np.testing.assert_allclose(pot.tail_probability(s)[0], np.where(s[0] > pot.threshold, want, 1.0), rtol=1e-10)
+    assert np.all(pot.tail_probability(s)[1] == 1.0)
+    with pytest.raises(ValueError, match="normal"):
+        pot_from_exceedances(np.zeros(1), np.ones((1, 5)), 50, method="normal")

@@ -236,3 +236,112 @@ def test_errors_are_clear(tiny):
         ref.update(torch.zeros(2, 5))
     with pytest.raises(ValueError, match="fewer reference"):
         ref.pot()
+
+
+def test_rankings_do_not_depend_on_a_per_filter_scale():
+    """Eq. (1) averages |gradient| over a filter; a sum (or any per-filter constant factor) would give the same
+    z-scores and POT tail probabilities: the aggregation's normalisation is not a mechanism of any claim."""
+    rng = np.random.default_rng(4)
+    R, S = rng.gamma(1.5, size=(300, 6)), rng.gamma(1.5, size=(5, 6)) * 3.0
+    c = np.array([9.0, 144.0, 288.0, 576.0, 1.0, 1e-3])  # e.g. the number of weights of each filter
+    out = []
+    for scale in (np.ones(6), c):
+        ref = sal.ReferenceStats.for_quantile(6, 300, 0.9)
+        ref.update(torch.from_numpy(R * scale))
+        T = torch.from_numpy(S * scale)
+        out.append((sal.zscore(T, ref), sal.pot_pvalues(T, ref.pot())))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-10, atol=0)
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-6, atol=1e-12)
+
+
+# Knock-out tests: each claim's check at a small size, with its mechanism and without it (lib.saliency's
+# switches `divide=False` and `method=`/`tail=` "normal" or "exponential"). The checks are the chapter's,
+# at their nulls (no seed study applies here).
+
+
+def claim_holds(value: float, **threshold) -> bool:
+    """Return whether the chapter's check of `value` holds at the null given (outside any seed study)."""
+    import os
+
+    from lib import checks
+
+    keep = {k: os.environ.pop(k, None) for k in ("BOOK_CLAIMS_FILE", "BOOK_SMOKE", "BOOK_CHAPTER")}
+    os.environ[checks.DEFER_ENV] = "1"
+    try:
+        return checks.check("knock-out test", value, kind="claim", row="test", record=False, **threshold).holds
+    finally:
+        os.environ.pop(checks.DEFER_ENV)
+        os.environ.update({k: v for k, v in keep.items() if v is not None})
+
+
+SMALL = sal.SaliencyConfig(synth_filters=300, synth_ref=1000, synth_test=60)
+
+
+def test_knockout_of_the_division_by_sigma_breaks_proposition_1():
+    """ps-prop1: with the true mu_j, sigma_j the z-score orders normal filters as the tail probability."""
+    with_it = sal.synthetic_experiment(SMALL, heavy=False, seed=0)
+    without = sal.synthetic_experiment(SMALL, heavy=False, seed=0, divide=False)
+    assert claim_holds(with_it["mismatch_true"], at_most=0)
+    assert not claim_holds(without["mismatch_true"], at_most=0)
+    # the centred arm of the chapter is the z-score without the division
+    assert without["top_z"] == with_it["top_centred"] < with_it["top_z"]
+
+
+def heavy_check(r: dict) -> float:
+    """The chapter's check "heavy tails: POT is closer than the z-score to the exact share"."""
+    return (r["heavy_share_z"] - r["heavy_share_true"]) - abs(r["heavy_share_pot"] - r["heavy_share_true"])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_knockout_of_the_gpd_tail_breaks_pot_on_heavy_tails(seed):
+    """ps-heavy: POT is nearer the exact share of the heaviest-tailed third than the z-score, and is not
+    once the GPD beyond the threshold is replaced by the normal tail (the normality assumption)."""
+    with_it = sal.synthetic_experiment(SMALL, heavy=True, seed=seed)
+    without = sal.synthetic_experiment(SMALL, heavy=True, seed=seed, tail="normal")
+    assert claim_holds(with_it["heavy_share_z"] - with_it["heavy_share_true"], at_least=0)
+    assert claim_holds(heavy_check(with_it), at_least=0)
+    assert not claim_holds(heavy_check(without), at_least=0)
+
+
+@pytest.fixture(scope="module")
+def small_cnn(one_thread):
+    """A small CNN on the digits (five conv layers, 8 to 64 wide, 20 epochs) and the saliencies of its first
+    150 misclassified shifted digits: the chapter's Experiment 2 at a small size."""
+    torch.manual_seed(0)
+    cfg = sal.SaliencyConfig(channels=(8, 16, 16, 32, 64), epochs=20, max_errors=150)
+    data = sal.digits_domains(cfg, seed=2)
+    model = sal.train_digits_cnn(cfg, data, seed=2, cache=False)
+    _, layer_of, _ = filter_table(model)
+    ref = sal.reference_statistics(model, data["X_ref"], data["y_ref"], quantile=cfg.quantile)
+    live_share = sal.filter_share(layer_of, sal.live_filters(ref))[-1].item()
+    err = sal.misclassified(model, data["X_test_shift"], data["y_test_shift"], cfg.max_errors)
+    S = sal.filter_saliency(model, data["X_test_shift"][err], data["y_test_shift"][err])
+    return cfg, ref, layer_of, live_share, S
+
+
+def last_layer_shares(small_cnn, *, divide: bool = True, method: str = "mle") -> tuple[float, float]:
+    """Return the last layer's top-K share under the z-score and under POT (the chapter's `share_z[-1]`,
+    `share_pot[-1]`), with the knock-outs `divide` and `method`."""
+    cfg, ref, layer_of, _, S = small_cnn
+    z = sal.zscore(S, ref, divide=divide)
+    p = sal.pot_pvalues(S, ref.pot(min_exceed=cfg.min_exceed, method=method))
+    z_share = sal.layer_share(sal.rank_by_zscore(z), layer_of, cfg.top_k)[-1].item()
+    pot_share = sal.layer_share(sal.rank_by_pot(p, z), layer_of, cfg.top_k)[-1].item()
+    return z_share, pot_share
+
+
+def test_knockout_of_the_division_by_sigma_removes_the_depth_bias(small_cnn):
+    """ps-z-deep: the z-score takes more of its top-K from the last layer than its share of live filters;
+    without the division by sigma_j the ranking follows the gradients' size, which shrinks with depth."""
+    live_share = small_cnn[3]
+    assert claim_holds(last_layer_shares(small_cnn)[0] - live_share, at_least=0)
+    assert not claim_holds(last_layer_shares(small_cnn, divide=False)[0] - live_share, at_least=0)
+
+
+def test_knockout_of_the_gpd_tail_removes_pots_smaller_depth_bias(small_cnn):
+    """ps-pot-less: POT takes less of its top-K from the last layer than the z-score; with the normal tail
+    of the reference's mu_j, sigma_j in place of the GPD (POT under the normality assumption) it does not."""
+    z_share, pot_share = last_layer_shares(small_cnn)
+    assert claim_holds(z_share - pot_share, at_least=0)
+    z_share, pot_share = last_layer_shares(small_cnn, method="normal")
+    assert not claim_holds(z_share - pot_share, at_least=0)
