@@ -11,6 +11,7 @@ from scipy.optimize import minimize
 from scipy.special import betaln, logsumexp
 
 from lib import spn as S
+from lib.checks import threshold
 
 # The one-sum model: D = 3, N = 4, two children at the (only) sum node: 2^4 = 16 joint states.
 X_TINY = S.TINY_DATA
@@ -310,3 +311,39 @@ def test_run_sampler_reads_horizons_and_sweep_marks(small):
     run = S.run_sampler("bottom-up", small, X, hyper, state=st, sweeps=4, horizons=h, seed=1)
     assert run["sweeps_at"] == {1e-9: 0, 1e9: 4} and run["at_seconds"][1e-9] == []
     assert np.all(np.diff(run["seconds"]) >= 0) and len(run["log_joint"]) == 5
+
+
+# Knock-out tests: each claim's check at tiny size, with the mechanism it names and without it. A knocked-out
+# sampler is compared at the threshold the quick profile derives (lib.checks.threshold) from a study of the
+# correct sampler over 8 seeds at this size, as the chapter's check is in the quick profile.
+
+
+def _derived(comparison: str, null: float, values: list[float]) -> float:
+    study = {str(s): v for s, v in enumerate(values)}
+    return threshold("claim", comparison, null, study).value
+
+
+@pytest.mark.parametrize("bug", [S._BUG_NONE, S._BUG_ALWAYS_ACCEPT, S._BUG_KEEP_OWN_COUNTS])
+def test_knockout_exactness_needs_acceptance_and_removed_counts(tiny, bug):
+    # "top-down sampler matches the exact posterior (TV)", null: the TV of the always-accept arm
+    spn, hyper, trees, p = tiny
+    null = _chain_tv(spn, hyper, trees, p, X_TINY, 5_000, seed=99, bug=S._BUG_ALWAYS_ACCEPT)
+    limit = _derived("≤", null, [_chain_tv(spn, hyper, trees, p, X_TINY, 5_000, seed=s) for s in range(8)])
+    assert limit < null
+    tv = _chain_tv(spn, hyper, trees, p, X_TINY, 5_000, seed=8, bug=bug)
+    assert (tv <= limit) == (bug == S._BUG_NONE)
+
+
+@pytest.mark.parametrize("bug", [S._BUG_NONE, S._BUG_PRIOR_BELOW_ROOT])
+def test_knockout_proposal_needs_the_counts_below_the_root(internal, bug):
+    # "the proposal needs the counts below the root (TV without them minus with them)", null 0
+    spn, hyper, trees, p = internal
+
+    def tv(seed, b=S._BUG_NONE):
+        return _chain_tv(spn, hyper, trees, p, X_INTERNAL, 10_000, seed=seed, bug=b)
+
+    study = [tv(100 + s, S._BUG_PRIOR_BELOW_ROOT) - tv(s) for s in range(8)]
+    limit = _derived("≥", 0.0, study)
+    assert limit > 0.0
+    value = tv(108, S._BUG_PRIOR_BELOW_ROOT) - tv(8, bug)
+    assert (value >= limit) == (bug == S._BUG_NONE)
