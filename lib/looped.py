@@ -10,16 +10,21 @@ Encoding" (ICML 2025). Built on `lib.transformer` (its attention, MLP, norms and
     out = W_U Norm(h_r)
 
 where TF_t is the one shared block (`lib.transformer.Block`). Without modulation TF_t = TF for every
-loop t. With modulation (adaLN style, our zero-initialised variant of the paper's TMLT) the loop index
-t gives per-sublayer shifts beta, scales gamma and gates alpha::
+loop t. With modulation (adaLN style, as the official code: scales gamma and gates alpha per sublayer,
+no shifts) the loop index t gives::
 
-    h = h + (1 + alpha_1(t)) * Attn(Norm(h) * (1 + gamma_1(t)) + beta_1(t))
-    h = h + (1 + alpha_2(t)) * MLP(Norm(h) * (1 + gamma_2(t)) + beta_2(t))
+    h = h + (1 + alpha_1(t)) * Attn(Norm(h) * (1 + gamma_1(t)))
+    h = h + (1 + alpha_2(t)) * MLP(Norm(h) * (1 + gamma_2(t)))
 
-`modulation="timestep"`: (alpha, beta, gamma)(t) = W_out SiLU(W_2 SiLU(W_1 PE(t))), PE the sinusoid
-of `lib.transformer.sinusoidal_encoding`, W_out initialised at zero. `modulation="gains"`: the control
-with two learned scalars per loop, alpha_1(t) and alpha_2(t), and no shifts or scales. Both start at
-zero, so at initialisation the modulated model equals the plain looped one exactly.
+`modulation="timestep"`: (gamma, alpha)(t) = W_out SiLU(W_2 SiLU(W_1 PE(t))), PE the sinusoid of
+`lib.transformer.sinusoidal_encoding`, W_out initialised at zero. `modulation="gains"`: the control
+with two learned scalars per loop, alpha_1(t) and alpha_2(t), and no scales. Both start at zero, so at
+initialisation the modulated model equals the plain looped one exactly. (The official code's gates
+are alpha(t), not 1 + alpha(t): its block starts as the identity.)
+
+Knock-outs (switches that remove a mechanism a claim names, for the tests and the controls):
+`freeze_index=True` hands the modulation the loop index 0 on every loop (same parameters, no loop
+dependence); `single_pass=True` applies the block once whatever r is (no looping).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import random
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +65,8 @@ class LoopedConfig:
     loops: int = 4  # r used when forward() is called without r
     max_loops: int = 64  # largest r for modulation="gains" (one row per loop)
     t_dim: int = 32  # width of the sinusoidal timestep encoding PE(t)
+    freeze_index: bool = False  # knock-out: the modulation sees t = 0 on every loop
+    single_pass: bool = False  # knock-out: the block runs once whatever r is
 
     def __post_init__(self) -> None:
         if self.modulation not in MODULATIONS:
@@ -71,23 +79,23 @@ class LoopedConfig:
 
 
 class TimestepModulation(nn.Module):
-    """Loop index t -> (beta_1, gamma_1, alpha_1, beta_2, gamma_2, alpha_2)(t), each (d,); zero at init."""
+    """Loop index t -> (gamma_1, alpha_1, gamma_2, alpha_2)(t), each (d,); zero at init."""
 
     def __init__(self, d: int, t_dim: int, max_loops: int):
         super().__init__()
         self.register_buffer("pe", sinusoidal_encoding(max_loops, t_dim), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(t_dim, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU())
-        self.out = nn.Linear(d, 6 * d)
+        self.out = nn.Linear(d, 4 * d)
         nn.init.zeros_(self.out.weight)  # zero init: the modulated block starts as the plain block
         nn.init.zeros_(self.out.bias)
 
     def forward(self, t: int) -> tuple[Tensor, ...]:
-        """Return the six modulation vectors of loop t (0-based)."""
+        """Return the four modulation vectors (scale, gate of attention; scale, gate of the MLP) of loop t."""
         if t >= self.pe.shape[0]:  # beyond the table: compute the sinusoid for this t
             pe = sinusoidal_encoding(t + 1, self.pe.shape[1], device=self.pe.device)[t]
         else:
             pe = self.pe[t]
-        return tuple(self.out(self.mlp(pe)).chunk(6))
+        return tuple(self.out(self.mlp(pe)).chunk(4))
 
 
 class LoopGains(nn.Module):
@@ -98,10 +106,10 @@ class LoopGains(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(max_loops, 2))
 
     def forward(self, t: int) -> tuple[Tensor | float, ...]:
-        """Return (beta_1, gamma_1, alpha_1, beta_2, gamma_2, alpha_2) with no shifts or scales."""
+        """Return (gamma_1, alpha_1, gamma_2, alpha_2) with no scales."""
         if t >= self.alpha.shape[0]:
             raise ValueError(f"loop {t} >= max_loops={self.alpha.shape[0]} of the per-loop gains")
-        return 0.0, 0.0, self.alpha[t, 0], 0.0, 0.0, self.alpha[t, 1]
+        return 0.0, self.alpha[t, 0], 0.0, self.alpha[t, 1]
 
 
 class LoopedTransformer(nn.Module):
@@ -152,13 +160,13 @@ class LoopedTransformer(nn.Module):
         if self.modulation is None:
             return self.block(h)[0]
         blk = self.block
-        b1, g1, a1, b2, g2, a2 = self.modulation(t)
-        # h <- h + (1 + alpha_1(t)) Attn(Norm(h) (1 + gamma_1(t)) + beta_1(t))
-        a, _ = blk.attn(blk.norm_attn(h) * (1 + g1) + b1)
+        g1, a1, g2, a2 = self.modulation(0 if self.cfg.freeze_index else t)
+        # h <- h + (1 + alpha_1(t)) Attn(Norm(h) (1 + gamma_1(t)))
+        a, _ = blk.attn(blk.norm_attn(h) * (1 + g1))
         h = h + (1 + a1) * a
         if blk.mlp is not None:
-            # h <- h + (1 + alpha_2(t)) MLP(Norm(h) (1 + gamma_2(t)) + beta_2(t))
-            h = h + (1 + a2) * blk.mlp(blk.norm_mlp(h) * (1 + g2) + b2)
+            # h <- h + (1 + alpha_2(t)) MLP(Norm(h) (1 + gamma_2(t)))
+            h = h + (1 + a2) * blk.mlp(blk.norm_mlp(h) * (1 + g2))
         return h
 
     def hidden(self, idx: Tensor, r: int | None = None) -> Tensor:
@@ -168,7 +176,7 @@ class LoopedTransformer(nn.Module):
             raise ValueError(f"the number of loops r must be >= 1, got {r}")
         x = self.embed(idx)
         h = torch.zeros_like(x) if self.cfg.injection else x
-        for t in range(r):
+        for t in range(1 if self.cfg.single_pass else r):
             h = self.step(h + x if self.cfg.injection else h, t)
         return h
 
@@ -197,14 +205,6 @@ def unroll(model: LoopedTransformer, r: int) -> CausalTransformer:
         raise ValueError("unroll needs n_out == vocab_size")
     deep.W_U.load_state_dict(model.W_U.state_dict())
     return deep.to(model.W_E.weight.dtype)
-
-
-def matched_d_ff(cfg: LoopedConfig, target_params: int) -> int:
-    """Return the d_ff at which the plain looped model of `cfg` has about `target_params` parameters."""
-    base = dataclasses.replace(cfg, modulation="none")
-    p0 = LoopedTransformer(base).n_params()
-    per_unit = 2 * cfg.block.d_model + (1 if cfg.block.bias else 0)  # W_1 column + W_2 row (+ bias)
-    return max(1, cfg.block.d_ff + round((target_params - p0) / per_unit))
 
 
 # ---------------------------------------------------------------- tasks with exact labels
@@ -255,18 +255,71 @@ def lcs_length(a: Tensor, b: Tensor) -> Tensor:
     return prev[:, m]
 
 
-def edit_distance_task(
-    B: int, n: int, alphabet: int, generator: torch.Generator, indel: int = 2, sub: int = 3
-) -> tuple[Tensor, Tensor]:
-    """Return prompts (B, 2n + 2) = [a, SEP, b, SEP] and their edit distances (B,) as class labels.
+ED_PAD, ED_BAR, ED_SEP = 0, 1, 2
+"""Special tokens of the edit-distance prompts; letters are tokens 3, 4, ..."""
 
-    Tokens 0..alphabet-1 are letters and token `alphabet` is SEP; the costs default to the paper's code
-    (insert/delete 2, substitute 3). Labels lie in [0, 2n * indel].
+
+def _edit_pair(rng: random.Random, length: int, pool: int, using: tuple[int, int]) -> tuple[list[int], list[int]]:
+    """Return one pair of strings as the official generator draws them (see `edit_distance_task`)."""
+    while True:
+        letters = rng.sample(range(pool), rng.randint(*using))
+        a = [rng.choice(letters) for _ in range(length)]
+        if rng.random() < 0.4:  # a random second string of nearby length
+            b = [rng.choice(letters) for _ in range(rng.randint(max(1, length - 3), length + 2))]
+        else:  # the first string after 1..length random edits
+            b = a[:]
+            for _ in range(rng.randint(1, length)):
+                op = rng.randrange(3)
+                if op == 0 and len(b) > 2:
+                    del b[rng.randrange(len(b))]
+                elif op == 1:
+                    b[rng.randrange(len(b))] = rng.choice(letters)
+                elif op == 2:
+                    b.insert(rng.randrange(len(b) + 1), rng.choice(letters))
+        if a != b and max(1, length - 3) <= len(b) <= length + 2:
+            return (b, a) if len(a) > len(b) else (a, b)
+
+
+def _edit_distance_lists(a: list[int], b: list[int], indel: int, sub: int) -> int:
+    """Return the weighted edit distance of two lists (the recursion of `edit_distance`, in plain Python)."""
+    prev = [j * indel for j in range(len(b) + 1)]
+    for i in range(1, len(a) + 1):
+        cur = [i * indel]
+        for j in range(1, len(b) + 1):
+            cur.append(min(prev[j] + indel, cur[j - 1] + indel, prev[j - 1] + (sub if a[i - 1] != b[j - 1] else 0)))
+        prev = cur
+    return prev[-1]
+
+
+def edit_distance_task(
+    B: int,
+    length: int,
+    generator: torch.Generator,
+    pool: int = 26,
+    using: tuple[int, int] = (3, 10),
+    indel: int = 2,
+    sub: int = 3,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Return prompts (B, 2 length + 4), the position of their SEP (B,) and the edit distances (B,).
+
+    The official task's format: a prompt is `a | b SEP` then padding, the answer is read at SEP. Each pair
+    draws 3..10 letters of a pool of 26 (`using`), a first string of `length` letters, and with probability
+    0.4 a random second string of length length - 3 .. length + 2, else the first string after 1..length
+    random deletions, substitutions or insertions; equal pairs are drawn again and the shorter string goes
+    first. Costs: insert/delete 2, substitute 3 (the official code's). Labels lie in [0, 4 length + 4].
     """
-    a = torch.randint(0, alphabet, (B, n), generator=generator)
-    b = torch.randint(0, alphabet, (B, n), generator=generator)
-    sep = torch.full((B, 1), alphabet)
-    return torch.cat([a, sep, b, sep], dim=1), edit_distance(a, b, indel, sub)
+    rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    T = 2 * length + 4
+    X = torch.full((B, T), ED_PAD, dtype=torch.long)
+    sep = torch.empty(B, dtype=torch.long)
+    y = torch.empty(B, dtype=torch.long)
+    for i in range(B):
+        a, b = _edit_pair(rng, length, pool, using)
+        row = [c + 3 for c in a] + [ED_BAR] + [c + 3 for c in b] + [ED_SEP]
+        X[i, : len(row)] = torch.tensor(row)
+        sep[i] = len(row) - 1
+        y[i] = _edit_distance_lists(a, b, indel, sub)
+    return X, sep, y
 
 
 # ---------------------------------------------------------------- targets with known moduli
@@ -309,29 +362,52 @@ class MemoriseConfig(Config):
     d: int = 16  # width
     heads: int = 2
     d_ff: int = 64
-    loops: tuple[int, ...] = (1, 2, 4, 8)
-    arms: tuple[str, ...] = ("none", "gains", "timestep", "wide")  # wide: plain, d_ff matched
-    arm_loops: int = 4  # r at which the control arms (gains, wide) are trained
+    loops: tuple[int, ...] = (1, 2, 4, 8)  # r of the plain and the timestep arms
+    arms: tuple[str, ...] = ("none", "timestep", "frozen", "gains")  # see `MEMORISE_ARMS`
+    arm_loops: int = 4  # r at which the control arms (frozen, gains) are trained
+    inits: int = 1  # initialisations per arm (shared by all arms: init i is the same draw in every arm)
+    freeze_index: bool = False  # knock-out for every arm: the modulation sees t = 0 on every loop
+    single_pass: bool = False  # knock-out for every arm: the block runs once whatever r is
     steps: int = 600
     batch: int = 256
     lr: float = 3e-3
     PRESETS = {
-        "quick": {"loops": (1, 4), "steps": 500},
-        "full": {"M": 2048, "loops": (1, 2, 4, 8, 16), "steps": 3000, "arm_loops": 8},
+        "quick": {"loops": (1, 4), "arms": ("none", "timestep", "frozen"), "steps": 500},
+        "full": {"M": 2048, "loops": (1, 2, 4, 8, 16), "steps": 3000, "arm_loops": 8, "inits": 3},
     }
 
-    def looped(self, modulation: str = "none", d_ff: int | None = None, loops: int = 4) -> LoopedConfig:
-        """Return the looped model's config for one arm."""
+    def looped(self, arm: str = "none", loops: int = 4) -> LoopedConfig:
+        """Return the looped model's config for one arm (`MEMORISE_ARMS`)."""
+        if arm not in MEMORISE_ARMS:
+            raise ValueError(f"arm must be one of {tuple(MEMORISE_ARMS)}, got {arm!r}")
         block = TransformerConfig(
             vocab_size=self.V,
             d_model=self.d,
             n_heads=self.heads,
             max_len=self.N,
-            d_ff=self.d_ff if d_ff is None else d_ff,
+            d_ff=self.d_ff,
             norm="rms",
             init_std=0.1,
         )
-        return LoopedConfig(block, n_out=self.n_labels, modulation=modulation, loops=loops, max_loops=64)
+        modulation = "timestep" if arm == "frozen" else arm
+        return LoopedConfig(
+            block,
+            n_out=self.n_labels,
+            modulation=modulation,
+            loops=loops,
+            max_loops=64,
+            freeze_index=arm == "frozen" or self.freeze_index,
+            single_pass=self.single_pass,
+        )
+
+
+MEMORISE_ARMS = {
+    "none": "plain looped",
+    "timestep": "timestep encoding",
+    "frozen": "timestep network, loop index frozen at 0",
+    "gains": "per-loop gains",
+}
+"""The arms of Experiment 2: the frozen arm has the timestep arm's parameters, without loop dependence."""
 
 
 def accuracy_last(model: nn.Module, X: Tensor, y: Tensor, r: int | None = None, chunk: int = 4096) -> float:
@@ -369,23 +445,59 @@ def train_memorise(model: LoopedTransformer, X: Tensor, y: Tensor, cfg: Memorise
 
 
 def run_memorisation(cfg: MemoriseConfig, seed: int, device: torch.device | str = "cpu") -> dict:
-    """Train every (arm, r) of Experiment 2; return accuracies, parameter counts and losses."""
+    """Train every (arm, r) of Experiment 2 from `cfg.inits` shared initialisations; return accuracies.
+
+    Init i (seed `seed * 1000 + i`) is the same draw for every arm: the plain, timestep and frozen models
+    start from the same shared block and see the same minibatches, so their differences are paired.
+    `acc` holds the mean over inits, `acc_inits` every init, `acc_frozen_eval` the trained timestep model
+    evaluated with its loop index frozen at 0 (how much the trained model uses the loop index).
+    """
     X, y = memorisation_set(cfg.M, cfg.N, cfg.V, cfg.n_labels, torch.Generator().manual_seed(seed))
-    target = LoopedTransformer(cfg.looped("timestep")).n_params()
-    wide_ff = matched_d_ff(cfg.looped(), target)
-    runs = [("none", r) for r in cfg.loops]
-    runs += [
-        (arm, r) for arm in cfg.arms if arm != "none" for r in cfg.loops if arm == "timestep" or r == cfg.arm_loops
-    ]
-    acc, params, losses = {}, {}, {}
-    for k, (arm, r) in enumerate(runs):
-        torch.manual_seed(seed * 1000 + k)
-        mod, d_ff = ("none", wide_ff) if arm == "wide" else (arm, None)
-        model = LoopedTransformer(cfg.looped(mod, d_ff, loops=r)).to(device)
-        losses[(arm, r)] = train_memorise(model, X, y, cfg, seed * 1000 + k)
-        acc[(arm, r)] = accuracy_last(model, X.to(device), y.to(device))
-        params[arm] = model.n_params()
-    return {"acc": acc, "params": params, "losses": losses, "wide_d_ff": wide_ff}
+    runs = [(arm, r) for arm in cfg.arms for r in cfg.loops if arm in ("none", "timestep") or r == cfg.arm_loops]
+    acc_inits: dict = {run: [] for run in runs}
+    frozen_eval: dict = {}
+    params, losses = {}, {}
+    for i in range(cfg.inits):
+        for arm, r in runs:
+            torch.manual_seed(seed * 1000 + i)
+            model = LoopedTransformer(cfg.looped(arm, loops=r)).to(device)
+            loss = train_memorise(model, X, y, cfg, seed * 1000 + i)
+            if i == 0:
+                losses[(arm, r)] = loss
+            acc_inits[(arm, r)].append(accuracy_last(model, X.to(device), y.to(device)))
+            params[arm] = model.n_params()
+            if arm == "timestep":
+                model.cfg = dataclasses.replace(model.cfg, freeze_index=True)
+                frozen_eval.setdefault(r, []).append(accuracy_last(model, X.to(device), y.to(device)))
+    acc = {k: sum(v) / len(v) for k, v in acc_inits.items()}
+    frozen_eval = {r: sum(v) / len(v) for r, v in frozen_eval.items()}
+    return {"acc": acc, "acc_inits": acc_inits, "acc_frozen_eval": frozen_eval, "params": params, "losses": losses}
+
+
+def memorisation_claims(res: dict, r: int) -> dict[str, float]:
+    """Return the differences of training accuracy that Experiment 2 checks, at r loops against r = 1.
+
+    loops: plain at r minus plain at 1; timestep: timestep minus plain at r; loop_index: timestep minus
+    frozen at r (same parameters); index_over_params: that difference minus frozen minus plain at r (the
+    part of the timestep model's gain that the loop dependence brings, minus the part its parameters bring
+    without it); uses_index: the trained timestep model minus itself with the index frozen at evaluation;
+    static: timestep minus plain at r = 1 (where no loop dependence is possible).
+    A difference whose arms were not trained is left out.
+    """
+    acc, out = res["acc"], {}
+    if ("none", 1) in acc and ("none", r) in acc:
+        out["loops"] = acc[("none", r)] - acc[("none", 1)]
+    if ("timestep", r) in acc:
+        out["uses_index"] = acc[("timestep", r)] - res["acc_frozen_eval"][r]
+        if ("none", r) in acc:
+            out["timestep"] = acc[("timestep", r)] - acc[("none", r)]
+        if ("frozen", r) in acc:
+            out["loop_index"] = acc[("timestep", r)] - acc[("frozen", r)]
+            if ("none", r) in acc:  # the loop dependence's share minus the parameters' share of the gain
+                out["index_over_params"] = out["loop_index"] - (acc[("frozen", r)] - acc[("none", r)])
+    if ("timestep", 1) in acc and ("none", 1) in acc:
+        out["static"] = acc[("timestep", 1)] - acc[("none", 1)]
+    return out
 
 
 @dataclass(frozen=True)
@@ -403,12 +515,13 @@ class RateConfig(Config):
     batch: int = 256
     lr: float = 3e-3
     n_test: int = 4096
+    single_pass: bool = False  # knock-out: the block runs once whatever r is
     PRESETS = {
-        "quick": {"loops": (1, 4), "steps": 250, "batch": 128},
+        "quick": {"d": 16, "d_ff": 32, "loops": (1, 4), "steps": 300, "batch": 128},
         "full": {"d": 64, "d_ff": 256, "loops": (1, 2, 4, 8, 16), "steps": 4000},
     }
 
-    def looped(self, loops: int) -> LoopedConfig:
+    def looped(self, loops: int, single_pass: bool = False) -> LoopedConfig:
         """Return the looped regression model's config: no positions, bidirectional, one output per token."""
         block = TransformerConfig(
             vocab_size=self.V,
@@ -421,7 +534,7 @@ class RateConfig(Config):
             norm="rms",
             init_std=0.1,
         )
-        return LoopedConfig(block, n_out=1, loops=loops)
+        return LoopedConfig(block, n_out=1, loops=loops, single_pass=single_pass)
 
 
 @one_thread
@@ -458,40 +571,41 @@ def run_rate(cfg: RateConfig, seed: int, device: torch.device | str = "cpu") -> 
     """Train one looped model per (target, r) of Experiment 3; return normalised test errors."""
     err, losses = {}, {}
     for j, (k, r) in enumerate(itertools.product(cfg.ks, cfg.loops)):
-        torch.manual_seed(seed * 1000 + j)
-        model = LoopedTransformer(cfg.looped(r)).to(device)
-        losses[(k, r)], err[(k, r)] = train_regression(model, k, cfg, seed * 1000 + j)
+        torch.manual_seed(seed * 1000 + j // len(cfg.loops))  # paired over r: same init, same samples
+        model = LoopedTransformer(cfg.looped(r, single_pass=cfg.single_pass)).to(device)
+        losses[(k, r)], err[(k, r)] = train_regression(model, k, cfg, seed * 1000 + j // len(cfg.loops))
     return {"err": err, "losses": losses}
 
 
 @dataclass(frozen=True)
 class EditConfig(Config):
-    """Edit distance of two short strings: looped, looped + timestep, standard transformer (Experiment 4)."""
+    """Edit distance in the official task's format: looped, looped + timestep, standard (Experiment 4)."""
 
-    n: int = 4  # string length
-    alphabet: int = 3
-    d: int = 32
-    heads: int = 2
-    d_ff: int = 128
-    loops: tuple[int, ...] = (1, 4)
+    length: int = 4  # length of the first string (the second: length - 3 .. length + 2)
+    pool: int = 26  # letters of the alphabet; each pair uses 3..10 of them
+    d: int = 64
+    heads: int = 4
+    d_ff: int = 256
+    loops: tuple[int, ...] = (1, 4, 8)
     std_layers: int = 4  # layers of the standard (untied) transformer
-    steps: int = 300
-    batch: int = 128
+    steps: int = 8000
+    batch: int = 64
     lr: float = 1e-3
+    n_train: int = 200_000  # a fixed training set, as the official code (1e6 pairs), sampled with replacement
     n_test: int = 2048
     PRESETS = {
         "quick": {},
-        "full": {"n": 8, "alphabet": 4, "d": 64, "d_ff": 256, "loops": (1, 4, 8, 16), "steps": 6000, "batch": 256},
+        "full": {"length": 8, "loops": (1, 4, 8, 16), "steps": 20000, "batch": 128},
     }
 
     def block(self, layers: int = 1) -> TransformerConfig:
         """Return the block config (causal, sinusoidal positions, RMSNorm, as in the paper's code)."""
         return TransformerConfig(
-            vocab_size=self.alphabet + 1,
+            vocab_size=self.pool + 3,
             d_model=self.d,
             n_layers=layers,
             n_heads=self.heads,
-            max_len=2 * self.n + 2,
+            max_len=2 * self.length + 4,
             pos_enc="sinusoidal",
             d_ff=self.d_ff,
             norm="rms",
@@ -499,8 +613,8 @@ class EditConfig(Config):
 
     @property
     def n_classes(self) -> int:
-        """Return the number of possible distances (costs 2 and 3): 0..4n."""
-        return 4 * self.n + 1
+        """Return the number of possible distances (costs 2 and 3): 0..4 length + 4."""
+        return 4 * self.length + 5
 
 
 class Readout(nn.Module):
@@ -523,36 +637,52 @@ class Readout(nn.Module):
 
 @one_thread
 def run_edit_distance(cfg: EditConfig, seed: int, device: torch.device | str = "cpu") -> dict:
-    """Train looped (plain and timestep) models at each r and one standard transformer; return accuracies."""
+    """Train looped (plain, timestep, frozen index) models and one standard transformer; return accuracies.
+
+    Every model reads its prediction at the SEP position of each prompt. Trained on minibatches of a fixed
+    training set of `n_train` pairs; tested on fresh pairs that are not in it (as the official code does).
+    """
     gen = torch.Generator().manual_seed(seed)
-    X_test, y_test = edit_distance_task(cfg.n_test, cfg.n, cfg.alphabet, gen)
-    X_test, y_test = X_test.to(device), y_test.to(device)
-    arms = [(mod, r) for r in cfg.loops for mod in ("none", "timestep")] + [("standard", cfg.std_layers)]
+    X_tr, s_tr, y_tr = edit_distance_task(cfg.n_train, cfg.length, gen, cfg.pool)
+    X_test, s_test, y_test = edit_distance_task(cfg.n_test, cfg.length, gen, cfg.pool)
+    seen = set(map(tuple, X_tr.tolist()))
+    new = torch.tensor([tuple(row) not in seen for row in X_test.tolist()], dtype=torch.bool)
+    X_test, s_test, y_test = (t[new].to(device) for t in (X_test, s_test, y_test))  # unseen pairs only
+    X_tr, s_tr, y_tr = (t.to(device) for t in (X_tr, s_tr, y_tr))
+    r_max = max(cfg.loops)
+    arms = [(mod, r) for r in cfg.loops for mod in ("none", "timestep")] + [("frozen", r_max)]
+    arms.append(("standard", cfg.std_layers))
     acc, params = {}, {}
-    for k, (arm, r) in enumerate(arms):
-        torch.manual_seed(seed * 1000 + k)
+    for arm, r in arms:
+        torch.manual_seed(seed * 1000)
+        data = torch.Generator().manual_seed(seed * 1000 + 1)
         if arm == "standard":
             model = Readout(cfg.block(r), cfg.n_classes).to(device)
         else:
-            model = LoopedTransformer(LoopedConfig(cfg.block(), cfg.n_classes, modulation=arm, loops=r)).to(device)
+            mod = "timestep" if arm == "frozen" else arm
+            lcfg = LoopedConfig(cfg.block(), cfg.n_classes, modulation=mod, loops=r, freeze_index=arm == "frozen")
+            model = LoopedTransformer(lcfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         model.train()
         for _ in trange(cfg.steps, desc=f"edit distance {arm} r={r}"):
-            X, y = edit_distance_task(cfg.batch, cfg.n, cfg.alphabet, gen)
-            X, y = X.to(device), y.to(device)
-            loss = F.cross_entropy(model(X)[:, -1], y)
+            i = torch.randint(0, cfg.n_train, (cfg.batch,), generator=data).to(device)
+            loss = F.cross_entropy(model(X_tr[i])[torch.arange(cfg.batch), s_tr[i]], y_tr[i])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         model.eval()
         with torch.no_grad():
-            acc[(arm, r)] = float((model(X_test)[:, -1].argmax(-1) == y_test).float().mean())
+            pred = model(X_test)[torch.arange(len(X_test)), s_test].argmax(-1)
+            acc[(arm, r)] = float((pred == y_test).float().mean())
         params[(arm, r)] = model.n_params()
-    return {"acc": acc, "params": params}
+    return {"acc": acc, "params": params, "n_test": len(y_test)}
 
 
 __all__ = [
     "MODULATIONS",
+    "ED_BAR",
+    "ED_PAD",
+    "ED_SEP",
     "EditConfig",
     "LoopGains",
     "LoopedConfig",
@@ -565,7 +695,8 @@ __all__ = [
     "edit_distance",
     "edit_distance_task",
     "lcs_length",
-    "matched_d_ff",
+    "MEMORISE_ARMS",
+    "memorisation_claims",
     "memorisation_set",
     "run_edit_distance",
     "run_memorisation",

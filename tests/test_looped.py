@@ -1,5 +1,6 @@
 """Tests of the looped transformer and its tasks (lib/looped.py), against independent references."""
 
+import dataclasses
 import heapq
 import itertools
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from lib import looped as lt
-from lib.transformer import Block, TransformerConfig
+from lib.transformer import Block, TransformerConfig, sinusoidal_encoding
 
 
 def block_cfg(**kw) -> TransformerConfig:
@@ -109,7 +110,7 @@ def test_zero_initialised_modulation_equals_the_plain_looped_model_exactly(modul
 def test_trained_modulation_depends_on_the_loop_and_changes_the_function():
     m = model("timestep")
     randomise_modulation(m)
-    assert not torch.allclose(m.modulation(0)[2], m.modulation(1)[2])
+    assert not torch.allclose(m.modulation(0)[1], m.modulation(1)[1])
     idx = torch.randint(0, 7, (4, 6))
     assert not torch.allclose(m(idx, 3), model("none")(idx, 3))
     # beyond the precomputed table the sinusoid is computed on the fly and agrees with it
@@ -118,22 +119,69 @@ def test_trained_modulation_depends_on_the_loop_and_changes_the_function():
     assert torch.allclose(far.pe[: table.shape[0]].double(), table.double())
 
 
-def test_modulated_step_applies_shift_scale_and_gate_to_each_sublayer():
+def test_modulated_step_applies_scale_and_gate_to_each_sublayer_and_no_shift():
     m = model("timestep")
     randomise_modulation(m)
     h = torch.randn(2, 6, 8, dtype=torch.float64)
-    b1, g1, a1, b2, g2, a2 = m.modulation(2)
+    g1, a1, g2, a2 = m.modulation(2)
+    assert m.modulation.out.out_features == 4 * 8  # scales and gates of two sublayers, as the official code
     blk = m.block
-    ref = h + (1 + a1) * blk.attn(blk.norm_attn(h) * (1 + g1) + b1)[0]
-    ref = ref + (1 + a2) * blk.mlp(blk.norm_mlp(ref) * (1 + g2) + b2)
+    ref = h + (1 + a1) * blk.attn(blk.norm_attn(h) * (1 + g1))[0]
+    ref = ref + (1 + a2) * blk.mlp(blk.norm_mlp(ref) * (1 + g2))
     assert torch.allclose(m.step(h, 2), ref, atol=1e-12, rtol=0)
 
 
-def test_matched_d_ff_matches_the_timestep_parameter_count():
-    cfg = lt.MemoriseConfig()
-    target = lt.LoopedTransformer(cfg.looped("timestep")).n_params()
-    wide = lt.LoopedTransformer(cfg.looped("none", lt.matched_d_ff(cfg.looped(), target))).n_params()
-    assert abs(wide - target) <= 2 * cfg.d
+class Recorder(torch.nn.Module):
+    """Wraps a modulation module and records the loop index of every call."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.inner, self.seen = module, []
+
+    def forward(self, t):
+        self.seen.append(t)
+        return self.inner(t)
+
+
+def with_cfg(m: lt.LoopedTransformer, **kw) -> lt.LoopedTransformer:
+    m.cfg = lt.LoopedConfig(m.cfg.block, modulation=m.cfg.modulation, **kw)
+    return m
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_the_forward_pass_hands_each_loop_its_own_index(freeze):
+    m = with_cfg(model("timestep"), freeze_index=freeze)
+    randomise_modulation(m)
+    rec = Recorder(m.modulation)
+    m.modulation = rec
+    idx = torch.randint(0, 7, (3, 6))
+    out = m(idx, r=5)
+    assert rec.seen == ([0] * 5 if freeze else [0, 1, 2, 3, 4])
+    # independent recomputation: the sinusoid of loop t through the timestep MLP, the block composed by hand
+    h, blk, tn = m.embed(idx), m.block, rec.inner
+    for t in range(5):
+        pe = sinusoidal_encoding(5, 32).double()[0 if freeze else t]
+        g1, a1, g2, a2 = tn.out(tn.mlp(pe)).chunk(4)
+        h = h + (1 + a1) * blk.attn(blk.norm_attn(h) * (1 + g1))[0]
+        h = h + (1 + a2) * blk.mlp(blk.norm_mlp(h) * (1 + g2))
+    assert torch.allclose(out, m.W_U(m.norm_final(h)), atol=1e-12, rtol=0)
+
+
+def test_frozen_index_has_the_same_parameters_and_differs_only_after_the_first_loop():
+    live, frozen = model("timestep"), with_cfg(model("timestep"), freeze_index=True)
+    randomise_modulation(live)
+    frozen.load_state_dict(live.state_dict())
+    assert frozen.n_params() == live.n_params()
+    idx = torch.randint(0, 7, (3, 6))
+    assert torch.equal(live(idx, 1), frozen(idx, 1))  # loop 0 sees t = 0 either way
+    assert not torch.allclose(live(idx, 3), frozen(idx, 3))
+
+
+def test_single_pass_knock_out_ignores_r():
+    m = with_cfg(model(), single_pass=True)
+    idx = torch.randint(0, 7, (3, 6))
+    assert torch.equal(m(idx, 4), m(idx, 1))
+    assert torch.allclose(m(idx, 1), model()(idx, 1), atol=1e-12, rtol=0)
 
 
 def test_invalid_arguments_are_refused():
@@ -202,11 +250,23 @@ def test_lcs_dp_equals_brute_force():
     assert lt.lcs_length(A, B).tolist() == want
 
 
-def test_edit_distance_task_format_and_label_range():
-    X, y = lt.edit_distance_task(50, 4, 3, torch.Generator().manual_seed(1))
-    assert X.shape == (50, 10) and (X[:, 4] == 3).all() and (X[:, 9] == 3).all()
-    assert torch.equal(y, lt.edit_distance(X[:, :4], X[:, 5:9], 2, 3))
-    assert int(y.min()) >= 0 and int(y.max()) <= lt.EditConfig(n=4).n_classes - 1
+def test_edit_distance_task_has_the_official_format():
+    L = 5
+    X, sep, y = lt.edit_distance_task(400, L, torch.Generator().manual_seed(1))
+    assert X.shape == (400, 2 * L + 4)
+    lengths = set()
+    for row, s, label in zip(X.tolist(), sep.tolist(), y.tolist()):
+        assert row[s] == lt.ED_SEP and all(c == lt.ED_PAD for c in row[s + 1 :])
+        bar = row.index(lt.ED_BAR)
+        a, b = row[:bar], row[bar + 1 : s]
+        assert min(a + b) >= 3 and a != b and len(a) <= len(b)  # letters only, distinct, shorter first
+        assert L in (len(a), len(b)) and max(1, L - 3) <= min(len(a), len(b)) and max(len(a), len(b)) <= L + 2
+        assert label == lt.edit_distance(torch.tensor([a]), torch.tensor([b]), 2, 3).item()
+        lengths.add((len(a), len(b)))
+    assert len(lengths) > 3  # unequal lengths occur
+    assert int(y.max()) <= lt.EditConfig(length=L).n_classes - 1
+    # a mix of edited pairs (few edits: small distances) and random pairs (larger distances)
+    assert (y <= 3).float().mean() > 0.1 and (y >= 8).float().mean() > 0.1
 
 
 def test_memorisation_set_has_distinct_sequences_and_valid_labels():
@@ -236,3 +296,35 @@ def test_theorem_delta_shrinks_with_r_and_is_undefined_below_N():
     d = lt.theorem_delta(torch.tensor([3, 5, 10, 100]), N=4, d=1)
     assert torch.isinf(d[0]) and (d[1:].diff() < 0).all()
     assert torch.isclose(d[1], torch.tensor(0.5, dtype=torch.float64) ** (-1 / 6))
+
+
+# ------------------------------------------------------------------ knock-outs (DESIGN.md): the claim's check
+# at tiny size holds with the mechanism and fails without it. A difference "holds" above MARGIN: at the null 0
+# a knocked-out arm that is exactly equal to its reference would pass a check at_least=0.
+
+MARGIN = 0.02
+TINY = lt.MemoriseConfig(M=512, d=8, d_ff=8, loops=(1, 4), arms=("none",), steps=300, batch=256, lr=3e-3)
+
+
+def test_knock_out_looping_fails_the_more_loops_claim():
+    with_loops = lt.memorisation_claims(lt.run_memorisation(TINY, 0), 4)["loops"]
+    assert with_loops >= MARGIN, with_loops
+    ko = dataclasses.replace(TINY, single_pass=True)
+    without = lt.memorisation_claims(lt.run_memorisation(ko, 0), 4)["loops"]
+    assert without == 0.0  # the block runs once: r = 4 is the r = 1 model, the check cannot hold
+
+
+def test_knock_out_frozen_index_fails_the_loop_dependence_checks():
+    cfg = dataclasses.replace(TINY, M=256, d_ff=32, loops=(4,), arms=("timestep", "frozen"), steps=200, lr=1e-2)
+    live = lt.memorisation_claims(lt.run_memorisation(cfg, 0), 4)
+    assert live["uses_index"] >= MARGIN, live  # the trained timestep model uses its loop index
+    ko = lt.memorisation_claims(lt.run_memorisation(dataclasses.replace(cfg, freeze_index=True), 0), 4)
+    assert ko["uses_index"] == 0.0 and ko["loop_index"] == 0.0, ko
+
+
+def test_knock_out_looping_fails_the_rate_claim():
+    cfg = lt.RateConfig(d=16, d_ff=32, loops=(1, 4), steps=300, batch=128, ks=(4.0,), n_test=1024)
+    err = lt.run_rate(cfg, 0)["err"]
+    assert err[(4.0, 1)] / err[(4.0, 4)] >= 1 + MARGIN, err
+    err = lt.run_rate(dataclasses.replace(cfg, single_pass=True), 0)["err"]
+    assert err[(4.0, 1)] / err[(4.0, 4)] == 1.0, err
