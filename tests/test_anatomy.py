@@ -99,3 +99,24 @@ def test_chapter_ends_with_its_reference_list(slug):
     text = book.chapter_source(slug).read_text()
     refs = section(text, "References")
     assert "{bibliography}" in refs and "docname in docnames" in refs, f"{slug}: no reference list at the end"
+
+
+PLOTTING = re.compile(r"\b(ax|bx|cx|axes|fig|plt)\b|\bsubplots\(|\.(plot|scatter|bar|hist|imshow|fill_between)\(")
+
+
+@pytest.mark.parametrize("slug", book.chapter_slugs())
+def test_cells_that_are_mostly_plotting_are_folded(slug):
+    """A reader who opens the code sees the argument, not matplotlib: a cell that is mostly plotting is folded
+    (`hide-input`) under its figure."""
+    import jupytext
+
+    unfolded = []
+    for i, cell in enumerate(jupytext.read(book.chapter_source(slug)).cells):
+        if cell.cell_type != "code":
+            continue
+        lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        tags = set(cell.metadata.get("tags", []))
+        if len(lines) >= 4 and sum(bool(PLOTTING.search(ln)) for ln in lines) > len(lines) / 2:
+            if not tags & {"hide-input", "remove-input"}:
+                unfolded.append(f"cell {i}: {lines[0][:60]}")
+    assert not unfolded, f"{slug}: visible cells that are mostly plotting (tag them hide-input): {unfolded}"

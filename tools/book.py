@@ -18,7 +18,7 @@ STAGE = BUILD / "book"  # the source tree Jupyter Book builds from
 HTML = BUILD / "html"
 TOP_PAGES = ("intro.md", "notation.md", "bibliography.md", "instructors.md")
 ASSETS = ("_config.yml", "_toc.yml", "references.bib", "logo.png")
-GENERATED = ("reproducibility.md", "robustness.md")  # pages written at build time from the records
+GENERATED = ("reproducibility.md", "robustness.md", "api.md")  # pages written at build time (records, lib)
 
 # What the Makefile exports, also for the tools run directly (`python -m tools.seeds`, `tools.script`): the
 # datasets beside the project (../shared/data, see README "Data") and the project's cache, unless the caller

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from tools import assignments, book, notebooks, report, seeds
+from tools import api, assignments, book, notebooks, report, seeds
 
 ASSIGNMENTS_MARK = "<!-- generated: assignments -->"  # instructors.md: the table of assignments
 
@@ -82,7 +82,7 @@ def stage(
     autograded solutions (`notebooks.public_myst`); the student edition's links point at the student edition.
     """
     problems = []
-    wanted = {"_build", "_static", "chapters", "robustness", *book.GENERATED, *book.ASSETS, *book.TOP_PAGES}
+    wanted = {"_build", "_static", "chapters", "robustness", "lib", *book.GENERATED, *book.ASSETS, *book.TOP_PAGES}
     if dest.exists():  # remove what is no longer part of the book; keep Sphinx's cache in _build
         for child in dest.iterdir():
             if child.name not in wanted:
@@ -92,6 +92,8 @@ def stage(
                 old.unlink()
     for static in (book.ROOT / "_static").glob("*"):
         _write(dest / "_static" / static.name, static.read_bytes())
+    for module in (book.ROOT / "lib").glob("*.py"):  # chapters show their mechanism's code from lib (literalinclude)
+        _write(dest / "lib" / module.name, module.read_bytes())
     for name in (*book.ASSETS, *book.TOP_PAGES):
         text = (book.ROOT / name).read_bytes()
         if name == "references.bib":
@@ -132,6 +134,7 @@ def stage(
             nb = transform(nb)
         _write(dest / "chapters" / f"{slug}.ipynb", nbformat.writes(nb).encode())
     _write(dest / "reproducibility.md", report.render(data, titles).encode())
+    _write(dest / "api.md", api.render().encode())
     _write(dest / "robustness.md", report.render_robustness(record, titles, dest / "robustness").encode())
     return problems
 

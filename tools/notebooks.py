@@ -13,6 +13,7 @@ exercise: the student edition drops them.
 from __future__ import annotations
 
 import re
+import textwrap
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,6 +294,24 @@ def public_myst(text: str) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
+def pyobject_source(path: Path, name: str) -> str:
+    """Return the source of function or class `name` (`Class.method` too) of a Python file, as Sphinx's
+    `literalinclude :pyobject:` shows it; raise ValueError with the names there when it has none."""
+    import ast
+
+    text = path.read_text()
+    scope: list = ast.parse(text).body
+    node = None
+    for part in name.split("."):
+        node = next((n for n in scope if isinstance(n, ast.FunctionDef | ast.ClassDef) and n.name == part), None)
+        if node is None:
+            raise ValueError(f"{path.name} has no {name!r} (literalinclude :pyobject:)")
+        scope = node.body
+    lines = text.splitlines()
+    start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+    return textwrap.dedent("\n".join(lines[start : node.end_lineno]))
+
+
 class Converter:
     """Convert one chapter's MyST markdown cells, numbering its exercises as the HTML does."""
 
@@ -393,6 +412,14 @@ class Converter:
         if name in ("code-block", "code", "sourcecode"):
             caption = f"*{options['caption']}*\n\n" if options.get("caption") else ""
             return f"{caption}```{arg or 'python'}\n{body.strip(chr(10))}\n```", ""
+        if name == "literalinclude":  # the mechanism's code, shown from lib itself (one source)
+            path = (book.ROOT / "chapters" / arg).resolve()
+            code = pyobject_source(path, options["pyobject"]) if "pyobject" in options else path.read_text()
+            where = path.relative_to(book.ROOT).as_posix() + (
+                f", `{options['pyobject']}`" if "pyobject" in options else ""
+            )
+            caption = options.get("caption") or f"From `{where}`"
+            return f"*{self.inline(caption)}*\n\n```python\n{code.rstrip()}\n```", ""
         if name == "bibliography":  # the chapter's reference list: every work cited above it
             self.listed = True
             return self.references(), ""

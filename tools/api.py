@@ -1,0 +1,103 @@
+"""The page "The library `lib`": every public function and class of `lib`, what it returns, and where it is explained.
+
+Generated at build time from `lib` itself (docstrings and signatures), so it cannot fall behind the code. A function
+is tied to the chapter that explains it by a MyST reference in its comments or docstring, e.g.
+``# Eq. (3) of {prf:ref}`spn-thm-collapsed```; a module by its docstring's "Explained in chapter ...".
+`tests/test_api.py` fails when such a reference names a label that its chapter does not have.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+from tools import book
+
+LABEL_REF = re.compile(r"\{(?:prf:ref|ref|eq|numref)\}`([\w:-]+)`")
+
+
+def modules() -> list[str]:
+    """Return the names of `lib`'s modules (`lib.checks`, ...), in alphabetical order."""
+    return sorted(f"lib.{p.stem}" for p in (book.ROOT / "lib").glob("*.py") if p.stem != "__init__")
+
+
+def referenced_labels(path: Path) -> list[tuple[int, str]]:
+    """Return (line number, label) of every MyST reference in a `lib` module's text."""
+    return [(i, m) for i, line in enumerate(path.read_text().splitlines(), 1) for m in LABEL_REF.findall(line)]
+
+
+def _first_line(obj) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _signature(obj) -> str:
+    """Return `(a, b=..., *, c=...)`: the parameters' names (their types are in the docstrings and the code)."""
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return "(...)"
+    out, star = [], False
+    for p in params:
+        if p.kind is p.KEYWORD_ONLY and not star:
+            out.append("*")
+            star = True
+        prefix = {p.VAR_POSITIONAL: "*", p.VAR_KEYWORD: "**"}.get(p.kind, "")
+        star = star or p.kind is p.VAR_POSITIONAL
+        out.append(prefix + p.name + ("=..." if p.default is not p.empty else ""))
+    return "(" + ", ".join(out) + ")"
+
+
+def public_objects(name: str) -> list[tuple[str, object]]:
+    """Return the public functions and classes defined in module `name` (not the ones it imports)."""
+    module = importlib.import_module(name)
+    out = []
+    for attr, obj in vars(module).items():
+        if attr.startswith("_") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        if getattr(obj, "__module__", None) == name:
+            out.append((attr, obj))
+    return out
+
+
+def explained_in(obj, labels: dict[str, tuple[str, str]], titles: dict[str, str]) -> str:
+    """Return where `obj` is explained: the chapter (and box) its comments reference, as a MyST link."""
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+    found = []
+    for label in dict.fromkeys(LABEL_REF.findall(source)):
+        if label in labels:
+            slug, text = labels[label]
+            found.append(f"[{text}](chapters/{slug}.md#{label}) ({titles.get(slug, slug)})")
+    return "; ".join(found)
+
+
+def render() -> str:
+    """Return the Markdown of the API page."""
+    from tools import notebooks
+
+    ctx = notebooks.context()
+    out = [
+        "# The library `lib`",
+        "",
+        "Every public function and class of the book's library, generated from `lib` itself: its signature, the "
+        "first line of its docstring, and the chapter that explains it (where its code carries a reference to the "
+        "chapter's statement). `import lib` gives the runtime; each paper's module is `from lib import <module>`.",
+    ]
+    for name in modules():
+        module = importlib.import_module(name)
+        out += ["", f"## `{name}`", "", _first_line(module) or "", ""]
+        rows = public_objects(name)
+        if not rows:
+            continue
+        out += ["| name | what it is | explained in |", "|---|---|---|"]
+        for attr, obj in rows:
+            kind = "class " if inspect.isclass(obj) else ""
+            what = _first_line(obj).replace("|", "\\|")
+            where = explained_in(obj, ctx.labels, ctx.titles)
+            out.append(f"| {kind}`{attr}{_signature(obj) if not kind else ''}` | {what} | {where or '–'} |")
+    return "\n".join(out) + "\n"
