@@ -14,7 +14,8 @@ import functools
 import math
 import pickle
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -292,6 +293,30 @@ def loglog_slope(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> 
 # ----------------------------------------------------------------------------------------------------------
 
 
+KNOCKOUTS = ("additive-mla",)
+"""Mechanisms `knockout` can remove: "additive-mla" makes MLA adjust additively (z_k - gamma log pi_k, i.e. ALA)."""
+_KNOCKED: set[str] = set()
+
+
+@contextmanager
+def knockout(*names: str) -> Iterator[None]:
+    """Remove the named mechanisms (`KNOCKOUTS`) inside the block: every MLA of this module then adjusts additively.
+
+    For the knock-out tests and for readers: a claim that rests on MLA being multiplicative must fail inside
+    `with knockout("additive-mla"): ...`.
+    """
+    unknown = set(names) - set(KNOCKOUTS)
+    if unknown:
+        raise ValueError(f"unknown knock-out {sorted(unknown)}; known: {KNOCKOUTS}")
+    before = set(_KNOCKED)
+    _KNOCKED.update(names)
+    try:
+        yield
+    finally:
+        _KNOCKED.clear()
+        _KNOCKED.update(before)
+
+
 def class_prior(counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """Return pi_k = n_k / N as a float64 tensor."""
     n = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
@@ -305,7 +330,9 @@ def ala_logits(z: torch.Tensor, counts, gamma: float) -> torch.Tensor:
 
 
 def mla_logits(z: torch.Tensor, counts, gamma: float) -> torch.Tensor:
-    """Return multiplicatively adjusted logits z_k pi_k^(-gamma) (MLA)."""
+    """Return multiplicatively adjusted logits z_k pi_k^(-gamma) (MLA); additive ones under `knockout`."""
+    if "additive-mla" in _KNOCKED:
+        return ala_logits(z, counts, gamma)
     # z'_k = z_k * pi_k^(-gamma)
     return z * class_prior(counts).pow(-gamma).to(z)
 
@@ -377,6 +404,8 @@ def gamma_sweep(z: torch.Tensor, y: torch.Tensor, counts, method: str, gammas: S
     log_prior = class_prior(counts).log().to(z)
     if method == "ala":
         pred = (z[None] - g * log_prior).argmax(-1)  # z_k - gamma log pi_k, every gamma at once
+    elif method == "mla" and "additive-mla" in _KNOCKED:
+        pred = (z[None] - g * log_prior).argmax(-1)  # the knock-out: additive
     elif method == "mla":
         pred = (z[None] * torch.exp(-g * log_prior)).argmax(-1)  # z_k pi_k^(-gamma)
     else:
@@ -398,6 +427,8 @@ def mla_angles(counts, gammas: float | Sequence[float], rho: float | None = None
     In the plane of w_k, w_k' the MLA boundary z_k / a_k = z_k' / a_k' (a_k = n_k^gamma) is the ray at
     tan(theta) = (a_k' / a_k - cos rho) / sin rho from w_k.
     """
+    if "additive-mla" in _KNOCKED:
+        return ala_angles(counts, gammas, rho)
     n = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
     rho = etf_angle(len(n)) if rho is None else rho
     g = torch.as_tensor(gammas, dtype=torch.float64)
@@ -408,12 +439,15 @@ def mla_angles(counts, gammas: float | Sequence[float], rho: float | None = None
     return theta.reshape(*g.shape, len(n), len(n))
 
 
-def ala_angles(counts, gammas: float | Sequence[float], rho: float | None = None, scale: float = 1.0) -> torch.Tensor:
+def ala_angles(
+    counts, gammas: float | Sequence[float], rho: float | None = None, scale: float = 1.0, *, clip: bool = True
+) -> torch.Tensor:
     """Return ALA's boundary angles theta[k, k'] on the circle ||h|| ||w|| = `scale` (shape like `mla_angles`).
 
     z_k - gamma log pi_k = z_k' - gamma log pi_k' with z_k = scale cos(theta), z_k' = scale cos(rho - theta)
     gives sin(rho/2 - theta) = gamma log(n_k / n_k') / (2 scale sin(rho/2)); where no such angle lies in
-    [0, rho] one class takes the whole arc and theta is 0 or rho.
+    [0, rho] one class takes the whole arc and theta is 0 or rho (`clip=False`: NaN there, as the released
+    plotting helper gives for those pairs).
     """
     n = torch.as_tensor(np.asarray(counts), dtype=torch.float64)
     rho = etf_angle(len(n)) if rho is None else rho
@@ -422,7 +456,7 @@ def ala_angles(counts, gammas: float | Sequence[float], rho: float | None = None
     s = g.reshape(-1, 1, 1) * log_ratio / (2 * scale * math.sin(rho / 2))
     # theta_{k,k'} = rho/2 - arcsin(gamma log(n_k/n_k') / (2 ||h|| sin(rho/2)))
     half = math.sin(rho / 2)
-    theta = rho / 2 - torch.asin(s.clamp(-half, half))
+    theta = rho / 2 - torch.asin(s.clamp(-half, half) if clip else torch.where(s.abs() <= half, s, math.nan))
     return theta.reshape(*g.shape, len(n), len(n))
 
 
@@ -441,6 +475,17 @@ def matched_mla_gamma(rho: float, gamma_1vs1: float) -> float:
     (pi/4 gamma_1vs1 at rho = pi/2).
     """
     return rho / 2 * math.tan(rho / 2) * gamma_1vs1
+
+
+def mla_gamma_from_spread(spread_exponent: float, num_classes: int) -> tuple[float, float]:
+    """Return the band (low, high) of MLA's gamma that the spread exponent s predicts, without any accuracy.
+
+    If the held-out spread of class k shrinks like n_k^(-s), the 1vs1 adjuster's gamma lies in [s/2, s]
+    (chapter "logit-adjustment", after Proposition 2); `matched_mla_gamma` maps both ends to MLA's gamma at the
+    rho of `num_classes` classes.
+    """
+    rho = etf_angle(num_classes)
+    return matched_mla_gamma(rho, spread_exponent / 2), matched_mla_gamma(rho, spread_exponent)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -502,12 +547,12 @@ class MixtureConfig(Config):
     classes: tuple[int, ...] = (10, 100)  # numbers of classes compared
     n_max: int = 50  # training examples of the largest class
     imbalance: float = 0.01  # n_min / n_max (CIFAR-LT's)
-    val_size: int = 1000  # balanced validation set (val_size // K per class)
-    test_size: int = 1000  # balanced test set (test_size // K per class)
+    val_size: int = 2000  # balanced validation set (val_size // K per class)
+    test_size: int = 5000  # balanced test set (test_size // K per class)
     dim: int = 32  # input dimension
     clusters: int = 4  # Gaussian sub-clusters per class
     noise: float = 0.7  # sub-cluster standard deviation (centres have unit variance per coordinate)
-    replicates: int = 1  # networks per number of classes
+    replicates: int = 3  # networks per number of classes
     width: int = 128  # MLP width
     feature_dim: int = 128  # feature dimension (>= K - 1)
     epochs: int = 25  # training epochs
@@ -516,25 +561,29 @@ class MixtureConfig(Config):
     weight_decay: float = 5e-4  # on every weight matrix
     feature_reg: float = 1e-2  # lambda of the feature-norm regulariser
     track_every: int = 0  # no neural-collapse curves here
-    gamma_step: float = 0.25  # grid for tuning gamma ...
+    gamma_step: float = 0.05  # grid for tuning gamma of ALA and MLA ...
     gamma_max: float = 2.0  # ... from 0 to gamma_max
+    gamma_step_1vs1: float = 0.1  # a coarser grid for the 1vs1 adjuster (it compares all K^2 pairs) ...
+    gamma_max_1vs1: float = 1.0  # ... from 0 to gamma_max_1vs1
 
     PRESETS = {
         "quick": {},
         "full": {
             "n_max": 500,
-            "val_size": 2000,
             "test_size": 10000,
-            "replicates": 3,
             "epochs": 150,
             "batch": 128,
-            "gamma_step": 0.05,
+            "gamma_step_1vs1": 0.05,
         },
     }
 
     def gamma_grid(self) -> np.ndarray:
-        """Return the grid of gamma tuned over (0 = no adjustment)."""
+        """Return the grid of gamma tuned over for ALA and MLA (0 = no adjustment)."""
         return _grid(self.gamma_step, self.gamma_max)
+
+    def gamma_grid_1vs1(self) -> np.ndarray:
+        """Return the grid of gamma tuned over for the 1vs1 adjuster."""
+        return _grid(self.gamma_step_1vs1, self.gamma_max_1vs1)
 
 
 @one_thread
@@ -706,31 +755,67 @@ def run_replicate(
 
 def evaluate_adjusters(
     rep: dict,
-    gammas: Sequence[float],
+    gammas: Sequence[float] | dict[str, Sequence[float]],
     methods: Sequence[str] = ("ala", "mla", "1vs1"),
     *,
+    test_curves: Sequence[str] | None = None,
     device: torch.device | str | None = None,
 ) -> dict:
     """Tune gamma of each adjuster on the balanced validation set; return test results per method.
 
-    For each method: `gamma` (tuned), `val_curve` (balanced val accuracy per gamma), `test_curve`
-    (per-class test accuracy per gamma, (G, K)), `acc` (balanced test accuracy at the tuned gamma) and
-    `pred` (test predictions there). `none` is the unadjusted baseline. The sweeps run on `device`
-    (the 1vs1 adjuster compares all class pairs: worth a GPU for many classes); results are on the CPU.
+    `gammas` is one grid for every method or a grid per method ({"mla": ..., "1vs1": ...}). For each method:
+    `gamma` (tuned), `val_curve` (balanced val accuracy per gamma), `acc` (balanced test accuracy at the tuned
+    gamma), `pred` (test predictions there) and, for the methods of `test_curves` (default: all), `test_curve`
+    (per-class test accuracy per gamma, (G, K)) and `oracle` (the best balanced test accuracy over the grid,
+    at the gamma an oracle would pick on the test set). `none` is the unadjusted baseline. The sweeps run on
+    `device` (the 1vs1 adjuster compares all class pairs: worth a GPU for many classes); results are on the CPU.
     """
     counts = rep["counts"]
     K = len(counts)
     z_val, y_val, z_test, y_test = (rep[k].to(device) for k in ("z_val", "y_val", "z_test", "y_test"))
     base = z_test.argmax(1)
     out = {"none": {"gamma": 0.0, "acc": per_class_accuracy(base, y_test, K).mean().item(), "pred": base.cpu()}}
+    curves = set(methods if test_curves is None else test_curves)
     for m in methods:
-        val = gamma_sweep(z_val, y_val, counts, m, gammas).mean(1).cpu()
-        test = gamma_sweep(z_test, y_test, counts, m, gammas).cpu()
+        grid = np.asarray(gammas[m] if isinstance(gammas, dict) else gammas, dtype=float)
+        val = gamma_sweep(z_val, y_val, counts, m, grid).mean(1).cpu()
         best = int(torch.argmax(val))  # first best gamma (the smallest adjustment on ties)
-        g = float(gammas[best])
-        pred = predict(z_test, m, counts, g).cpu()
-        out[m] = {"gamma": g, "val_curve": val, "test_curve": test, "acc": test[best].mean().item(), "pred": pred}
+        g = float(grid[best])
+        pred = predict(z_test, m, counts, g)
+        out[m] = {"gamma": g, "val_curve": val, "pred": pred.cpu()}
+        if m in curves:
+            test = gamma_sweep(z_test, y_test, counts, m, grid).cpu()
+            out[m].update(test_curve=test, acc=test[best].mean().item(), oracle=test.mean(1).max().item())
+        else:
+            out[m]["acc"] = per_class_accuracy(pred, y_test, K).mean().item()
     return out
+
+
+def mixture_replicate(
+    num_classes: int, cfg: MixtureConfig, *, seed: int, device: torch.device | str | None = None
+) -> dict:
+    """Train one network on a fresh long-tailed Gaussian mixture with `num_classes` classes; return its adjusters.
+
+    The result is `evaluate_adjusters`'s, ALA and MLA tuned on `cfg.gamma_grid()` (with their test curves and
+    oracles), the 1vs1 adjuster on the coarser `cfg.gamma_grid_1vs1()`, plus `agree` ({method: fraction of
+    test examples predicted as the 1vs1 adjuster predicts}), `counts` and `feature_norm`.
+    """
+    counts = long_tail_counts(cfg.n_max, num_classes, cfg.imbalance)
+    data = mixture_lt_data(
+        counts,
+        val_per_class=cfg.val_size // num_classes,
+        test_per_class=cfg.test_size // num_classes,
+        dim=cfg.dim,
+        clusters=cfg.clusters,
+        noise=cfg.noise,
+        seed=seed,
+    )
+    rep = run_replicate(data, cfg, seed=seed, device=device)
+    grids = {"ala": cfg.gamma_grid(), "mla": cfg.gamma_grid(), "1vs1": cfg.gamma_grid_1vs1()}
+    ev = evaluate_adjusters(rep, grids, test_curves=("ala", "mla"), device=device)
+    ev["agree"] = {m: (ev[m]["pred"] == ev["1vs1"]["pred"]).double().mean().item() for m in ("none", "ala", "mla")}
+    ev["counts"], ev["feature_norm"] = counts, rep["feature_norm"]
+    return ev
 
 
 # ----------------------------------------------------------------------------------------------------------
