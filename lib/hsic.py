@@ -1,4 +1,4 @@
-"""Kernel dependence measures: HSIC (biased, unbiased), CKA, the paper's normalised HSIC, permutation nulls.
+"""Kernel dependence measures: HSIC (biased, unbiased), CKA, the NOCCO-type normalised HSIC, permutation nulls.
 
 Shared building block (explained in chapter "e2e-information-bottleneck"). Every function takes Gram
 matrices of shape `(..., m, m)` and broadcasts over the leading axes, so the representations of all
@@ -6,7 +6,7 @@ layers of a network (stacked to `(L, m, m)`) are compared with the input or the 
 
 Memory: a Gram matrix of m examples holds m^2 numbers, so a batch of L layers needs O(L m^2) memory
 (about 2 MB per layer at m = 500 in float64); the permutation null adds O(chunk m^2). Time is O(m^2 d)
-for a Gram matrix of d-dimensional features, O(m^2) for HSIC and CKA, and O(m^3) for `nhsic_paper`
+for a Gram matrix of d-dimensional features, O(m^2) for HSIC and CKA, and O(m^3) for `nocco`
 (it solves an m x m linear system).
 
 Notation: K and L are the Gram matrices of two samples x_1..x_m and z_1..z_m of paired variables,
@@ -158,17 +158,28 @@ def trace_product(R: torch.Tensor, S: torch.Tensor) -> torch.Tensor:
     return (R * S.transpose(-1, -2)).sum(dim=(-2, -1))
 
 
-def nhsic_paper(K: torch.Tensor, L: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Return the official code's normalised HSIC tr(R_K R_L), R = K~ (K~ + eps m I)^{-1}, K~ = K H.
+def nocco(K: torch.Tensor, L: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Return the NOCCO-type normalised HSIC tr(R_K R_L), R = K~ (K~ + eps m I)^{-1}, K~ = K H, broadcast over `...`.
 
-    `K`, `L` are *uncentred* Gram matrices (e.g. `paper_gram`); K~ = K H is centred on one side only, as
-    in the repository, which gives the same trace as H K H (K H maps 1 to 0; tested). The value is not
-    bounded by 1: for K = L it is sum_i (l_i / (l_i + eps m))^2 over the eigenvalues l_i of K H, about
-    the number of eigenvalues above eps m. To compare many
-    representations with one fixed K, compute `paper_projection` once and use `trace_product`.
+    The regularised estimator of the normalised cross-covariance operator (Fukumizu et al., 2008) that the
+    HSIC bottleneck and the paper use, for any *uncentred* Gram matrices `K`, `L`. K~ = K H is centred on one
+    side only, as in the official code, which gives the same trace as H K H (K H maps 1 to 0; tested). The
+    value is not bounded by 1: for K = L it is sum_i (l_i / (l_i + eps m))^2 over the eigenvalues l_i of K H,
+    about the number of eigenvalues above eps m. With Gaussian Gram matrices at the median bandwidth
+    (`gaussian_gram(X)`) it is the chapter's data-scaled version of the paper's estimator; with `paper_gram`
+    it is the official code's (`nhsic_paper`). To compare many representations with one fixed K, compute
+    `paper_projection` once and use `trace_product`.
     """
     # nHSIC = tr(R_K R_L)
     return trace_product(paper_projection(K, eps), paper_projection(L, eps))
+
+
+def nhsic_paper(K: torch.Tensor, L: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Return the official code's normalised HSIC: `nocco` of its kernels (`paper_gram`, sigma = 5, unsquared).
+
+    `K`, `L` are the *uncentred* `paper_gram`s of the two samples (any Gram matrices work: see `nocco`).
+    """
+    return nocco(K, L, eps)
 
 
 def permute_gram(L: torch.Tensor, perms: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,13 @@ linear head g_l. The same network is trained in one of four modes:
 - `"deep_sup"`: the sum of the local losses *without* detaching (deep supervision: the ablation arm that
   keeps the local heads but lets every loss reach every earlier block).
 
+Knock-out: `train(..., detach=False)` (and `local_losses(..., detach=False)`) removes the detaching from the
+layer-wise modes, which makes `"layerwise"` compute exactly what `"deep_sup"` computes.
+
 During training the representations of a fixed probe set are captured at chosen steps and turned into
-the information plane (nHSIC(X; T_l), nHSIC(Y; T_l)) of every layer with `lib.hsic`.
+the information plane (nHSIC(X; T_l), nHSIC(Y; T_l)) of every layer with `lib.hsic`, by one or more
+*instruments* (`INSTRUMENTS`): the chapter's unbiased CKA, and the paper's NOCCO-type estimator with a
+data-scaled bandwidth or with the official code's defaults.
 """
 
 from __future__ import annotations
@@ -40,11 +45,22 @@ LABELS = {
     "deep_sup": "deep supervision",
 }
 """Display names of the training modes."""
+INSTRUMENTS = {
+    "cka": "CKA (unbiased, median σ)",
+    "nocco": "NOCCO (median σ)",
+    "official": "NOCCO (official defaults)",
+}
+"""Dependence measures of an information plane: the chapter's unbiased CKA with a Gaussian kernel at the median
+bandwidth; the paper's normalised (NOCCO-type) estimator tr(R_T R_X) with the same data-scaled kernel and the
+label kernel 1[y = y']; and that estimator with the official code's kernel (sigma = 5, unsquared distance)."""
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 @dataclass(frozen=True)
 class NetSpec:
     """A network description: `kind` "mlp" (Linear+ReLU blocks) or "cnn1d" (Conv1d+ReLU blocks on 1-channel signals).
+
+    `activation` "relu" (default) or "tanh" replaces the ReLU of every block.
 
     `in_dim` is the number of input features (mlp) or the signal length (cnn1d); `widths` the units or
     channels of blocks 1..L; `pool_after` (cnn1d) the blocks followed by 2x average pooling; `head` (cnn1d)
@@ -59,8 +75,11 @@ class NetSpec:
     pool_after: tuple[int, ...] = ()
     kernel_size: int = 5
     head: str = "flatten"
+    activation: str = "relu"
 
     def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; use one of {tuple(ACTIVATIONS)}")
         if self.head not in ("flatten", "gap"):
             raise ValueError(f"unknown head {self.head!r}; use 'flatten' or 'gap'")
         if self.kind not in ("mlp", "cnn1d"):
@@ -102,16 +121,17 @@ class LayeredNet(nn.Module):
 def build_net(spec: NetSpec) -> LayeredNet:
     """Return the `LayeredNet` that `spec` describes (fresh random weights from torch's current seed)."""
     blocks, heads = [], []
+    act = ACTIVATIONS[spec.activation]
     if spec.kind == "mlp":
         prev = spec.in_dim
         for w in spec.widths:
-            blocks.append(nn.Sequential(nn.Linear(prev, w), nn.ReLU()))
+            blocks.append(nn.Sequential(nn.Linear(prev, w), act()))
             heads.append(nn.Linear(w, spec.num_classes))
             prev = w
     else:
         prev, length = 1, spec.in_dim
         for i, w in enumerate(spec.widths, start=1):
-            layers: list[nn.Module] = [nn.Conv1d(prev, w, spec.kernel_size, padding=spec.kernel_size // 2), nn.ReLU()]
+            layers: list[nn.Module] = [nn.Conv1d(prev, w, spec.kernel_size, padding=spec.kernel_size // 2), act()]
             if i in spec.pool_after:
                 layers.append(nn.AvgPool1d(2))
                 length //= 2
@@ -124,32 +144,53 @@ def build_net(spec: NetSpec) -> LayeredNet:
     return LayeredNet(blocks, heads)
 
 
-def local_losses(net: LayeredNet, x: torch.Tensor, y: torch.Tensor, mode: str) -> list[torch.Tensor]:
-    """Return the losses that `mode` trains on for one batch (one per block, or the last head's alone)."""
+def local_losses(
+    net: LayeredNet, x: torch.Tensor, y: torch.Tensor, mode: str, *, detach: bool = True, local_heads: bool = True
+) -> list[torch.Tensor]:
+    """Return the losses that `mode` trains on for one batch (one per block, or the last head's alone).
+
+    Knock-outs of the layer-wise modes: `detach=False`, their block inputs are no longer detached;
+    `local_heads=False`, the losses of the heads g_1..g_{L-1} are dropped (only the last head's loss is
+    returned, still on detached inputs unless `detach=False`).
+    """
     if mode == "e2e":
         return [F.cross_entropy(net(x), y)]
     if mode not in MODES:
         raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
-    reps = net.representations(x, detach_inputs=mode in ("layerwise", "sequential"))
+    reps = net.representations(x, detach_inputs=detach and mode in ("layerwise", "sequential"))
+    if not local_heads:
+        return [F.cross_entropy(net.heads[-1](reps[-1]), y)]
     return [F.cross_entropy(head(t), y) for head, t in zip(net.heads, reps)]
 
 
 @dataclass
 class TrainRecord:
-    """What `train` measured: capture steps, nHSIC of every layer with X and Y, accuracy, local losses."""
+    """What `train` measured: capture steps, nHSIC of every layer with X and Y, accuracy, local losses.
+
+    `planes[instrument]` holds `(x, y)`: [capture][layer] nHSIC(X; T_l) and nHSIC(Y; T_l) by that instrument
+    (see `INSTRUMENTS`); `nx`, `ny` are the chapter's CKA.
+    """
 
     mode: str
     steps: list[int] = field(default_factory=list)
-    nx: list[list[float]] = field(default_factory=list)  # [capture][layer] nHSIC(X; T_l)
-    ny: list[list[float]] = field(default_factory=list)  # [capture][layer] nHSIC(Y; T_l)
-    px: list[list[float]] = field(default_factory=list)  # [capture][layer] the paper's nHSIC(X; T_l), if asked
-    py: list[list[float]] = field(default_factory=list)  # [capture][layer] the paper's nHSIC(Y; T_l), if asked
+    planes: dict[str, tuple[list[list[float]], list[list[float]]]] = field(default_factory=dict)
     test_acc: list[float] = field(default_factory=list)  # accuracy of the last head on the test set
     losses: list[float] = field(default_factory=list)  # training loss (sum over local losses) per epoch
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return `(steps, nx, ny)` as arrays of shapes (T,), (T, L), (T, L)."""
-        return np.array(self.steps), np.array(self.nx), np.array(self.ny)
+    @property
+    def nx(self) -> list[list[float]]:
+        """[capture][layer] nHSIC(X; T_l) by the chapter's CKA."""
+        return self.planes["cka"][0]
+
+    @property
+    def ny(self) -> list[list[float]]:
+        """[capture][layer] nHSIC(Y; T_l) by the chapter's CKA."""
+        return self.planes["cka"][1]
+
+    def arrays(self, instrument: str = "cka") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return `(steps, x, y)` of one instrument as arrays of shapes (T,), (T, L), (T, L)."""
+        x, y = self.planes[instrument]
+        return np.array(self.steps), np.array(x), np.array(y)
 
 
 def capture_steps(total: int, n: int) -> list[int]:
@@ -179,14 +220,31 @@ def information_plane_point(
 
 
 def paper_plane_point(
-    net: LayeredNet, Rx: torch.Tensor, Ry: torch.Tensor, x_probe: torch.Tensor
+    net: LayeredNet, Rx: torch.Tensor, Ry: torch.Tensor, x_probe: torch.Tensor, instrument: str = "official"
 ) -> tuple[list[float], list[float]]:
-    """Return the official code's nHSIC(X; T_l) and nHSIC(Y; T_l) of every layer.
+    """Return the NOCCO-type nHSIC(X; T_l) and nHSIC(Y; T_l) of every layer (`hsic.nocco`).
 
-    `Rx`, `Ry` are `hsic.paper_projection`s of the inputs' and the labels' `hsic.paper_gram`s.
+    `instrument` "official": the official code's kernel (`hsic.paper_gram`); "nocco": the Gaussian kernel at
+    the median bandwidth (`hsic.layer_grams`). `Rx`, `Ry` are the `hsic.paper_projection`s of the inputs' and
+    the labels' Gram matrices of the same instrument (`instrument_projections`).
     """
-    Rt = hsic.paper_projection(torch.stack([hsic.paper_gram(t) for t in probe_representations(net, x_probe)]))
+    reps = probe_representations(net, x_probe)
+    if instrument == "official":
+        Kt = torch.stack([hsic.paper_gram(t) for t in reps])
+    else:
+        Kt = hsic.layer_grams(reps)
+    Rt = hsic.paper_projection(Kt)
     return hsic.trace_product(Rt, Rx).tolist(), hsic.trace_product(Rt, Ry).tolist()
+
+
+def instrument_grams(x: torch.Tensor, y: torch.Tensor, instrument: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the Gram matrices of the probe inputs `x` and labels `y` that `instrument` compares with."""
+    x = x.reshape(x.shape[0], -1).double()
+    if instrument == "official":
+        return hsic.paper_gram(x), hsic.paper_gram(F.one_hot(y.long()).double())
+    if instrument in ("cka", "nocco"):
+        return hsic.gaussian_gram(x), hsic.label_gram(y, num_classes=None)
+    raise ValueError(f"unknown instrument {instrument!r}; choose one of {tuple(INSTRUMENTS)}")
 
 
 @one_thread
@@ -204,18 +262,25 @@ def train(
     test: tuple[torch.Tensor, torch.Tensor] | None = None,
     n_captures: int = 0,
     rule: str | float = "median",
-    paper_estimator: bool = False,
+    instruments: Sequence[str] = ("cka",),
+    detach: bool = True,
+    local_heads: bool = True,
     desc: str = "",
 ) -> TrainRecord:
     """Train `net` in place in `mode` (see `MODES`) with Adam; return a `TrainRecord`.
 
     Every mode sees the same minibatches (`seed`). With `n_captures` >= 2, at `capture_steps(total steps,
-    n_captures)`: with `probe=(x, y)` the information plane of every layer is recorded; with `test=(x, y)`
-    the last head's test accuracy; with `paper_estimator`, the official code's
-    nHSIC too (`px`, `py`). Tensors move to the device of `net`.
+    n_captures)`: with `probe=(x, y)` the information plane of every layer is recorded by every one of
+    `instruments` (see `INSTRUMENTS`; "cka" always); with `test=(x, y)` the last head's test accuracy.
+    `detach=False` and `local_heads=False` are the knock-outs of the layer-wise modes (see `local_losses`).
+    Tensors move to the device of `net`.
     """
     if mode not in MODES:
         raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
+    unknown = set(instruments) - set(INSTRUMENTS)
+    if unknown:
+        raise ValueError(f"unknown instruments {sorted(unknown)}; choose from {tuple(INSTRUMENTS)}")
+    instruments = ["cka", *(i for i in INSTRUMENTS if i != "cka" and i in instruments)]
     if epochs < 1 or batch < 1:
         raise ValueError(f"epochs and batch must be positive, got epochs={epochs}, batch={batch}")
     device = next(net.parameters()).device
@@ -227,12 +292,11 @@ def train(
     wanted = n_captures >= 2 and (probe is not None or test is not None)
     captures = set(capture_steps(total, n_captures)) if wanted else set()
     if probe is not None:
-        xp = probe[0].to(device)
+        xp, yp = probe[0].to(device), probe[1].to(device)
         Kx = hsic.gaussian_gram(xp.reshape(xp.shape[0], -1).double(), rule)
-        Ky = hsic.label_gram(probe[1].to(device), num_classes=None)
-        if paper_estimator:
-            Rx = hsic.paper_projection(hsic.paper_gram(xp.double()))
-            Ry = hsic.paper_projection(hsic.paper_gram(F.one_hot(probe[1].to(device).long()).double()))
+        Ky = hsic.label_gram(yp, num_classes=None)
+        projections = {i: tuple(hsic.paper_projection(G) for G in instrument_grams(xp, yp, i)) for i in instruments[1:]}
+        record.planes = {i: ([], []) for i in instruments}
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
 
@@ -241,13 +305,11 @@ def train(
             return
         record.steps.append(step)
         if probe is not None:
-            nx, ny = information_plane_point(net, Kx, Ky, xp, rule)
-            record.nx.append(nx)
-            record.ny.append(ny)
-            if paper_estimator:
-                px, py = paper_plane_point(net, Rx, Ry, xp)
-                record.px.append(px)
-                record.py.append(py)
+            points = {"cka": information_plane_point(net, Kx, Ky, xp, rule)}
+            points |= {i: paper_plane_point(net, *R, xp, i) for i, R in projections.items()}
+            for i, (px, py) in points.items():
+                record.planes[i][0].append(px)
+                record.planes[i][1].append(py)
         if test is not None:
             record.test_acc.append(accuracy(net, *test))
             net.train()
@@ -257,12 +319,12 @@ def train(
     capture(0)
     for epoch in trange(epochs, desc=desc or mode):
         # sequential: block l (and its head) alone during the l-th equal share of the epochs
-        active = min(epoch * net.depth // epochs, net.depth - 1) if mode == "sequential" else None
+        active = min(epoch * net.depth // epochs, net.depth - 1) if mode == "sequential" and local_heads else None
         perm = torch.randperm(n, generator=gen).to(device)
         total_loss = 0.0
         for start in range(0, n, batch):
             idx = perm[start : start + batch]
-            losses = local_losses(net, X[idx], y[idx], mode)
+            losses = local_losses(net, X[idx], y[idx], mode, detach=detach, local_heads=local_heads)
             loss = losses[active] if active is not None else sum(losses)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -341,11 +403,13 @@ def local_accuracies(net: LayeredNet, X: torch.Tensor, y: torch.Tensor) -> list[
         return [float((head(t).argmax(-1).cpu() == y).float().mean()) for head, t in zip(net.heads, reps)]
 
 
-def plot_layer_trajectories(ax, record: TrainRecord, which: str = "x", cmap: str = "viridis") -> None:
+def plot_layer_trajectories(
+    ax, record: TrainRecord, which: str = "x", cmap: str = "viridis", instrument: str = "cka"
+) -> None:
     """Draw nHSIC(X; T_l) (`which="x"`) or nHSIC(Y; T_l) (`"y"`) of every layer against the training step (log)."""
     import matplotlib as mpl
 
-    steps, nx, ny = record.arrays()
+    steps, nx, ny = record.arrays(instrument)
     values = nx if which == "x" else ny
     colors = mpl.colormaps[cmap](np.linspace(0.0, 0.9, values.shape[1]))
     for layer in range(values.shape[1]):
@@ -356,13 +420,13 @@ def plot_layer_trajectories(ax, record: TrainRecord, which: str = "x", cmap: str
 
 
 def plot_information_plane(
-    ax, record: TrainRecord, title: str = "", cmap: str = "viridis", legend: bool = True
+    ax, record: TrainRecord, title: str = "", cmap: str = "viridis", legend: bool = True, instrument: str = "cka"
 ) -> None:
     """Draw every layer's trajectory (nHSIC(X; T_l), nHSIC(Y; T_l)) on `ax`: circle at the start, square at the end."""
     import matplotlib as mpl
     from matplotlib.lines import Line2D
 
-    _, nx, ny = record.arrays()
+    _, nx, ny = record.arrays(instrument)
     L = nx.shape[1]
     colors = mpl.colormaps[cmap](np.linspace(0.0, 0.9, L))
     for layer in range(L):
@@ -420,16 +484,18 @@ def estimator_study(cfg: EstimatorConfig, seed: int = 0) -> dict:
 
     Keys: `values[pair][estimator]` (arrays over repeats), `null[estimator]` (permutation values of the first
     dependent pair), `observed[estimator]`, `bias_ratio` (mean biased HSIC over a_K a_L / (m - 1) on the
-    independent pairs), `sweep_biased`, `sweep_unbiased` (CKA at kernel widths `scales`), `paper_scale`
-    (the paper's nHSIC of independent pairs with Z scaled by `feature_scales`).
+    independent pairs), `sweep_biased`, `sweep_unbiased` (CKA at kernel widths `scales`), `paper_scale`,
+    `nocco_scale` (the NOCCO estimator at the official defaults, and at the median bandwidth, of independent
+    pairs with Z scaled by `feature_scales`).
     """
     gen = torch.Generator().manual_seed(seed)
-    names = ("biased CKA (σ²=d)", "biased CKA (median)", "nHSIC (ours)", "paper nHSIC")
+    names = ("biased CKA (σ²=d)", "biased CKA (median)", "nHSIC (ours)", "NOCCO (official)", "NOCCO (median σ)")
     values = {p: {k: [] for k in names} for p in ("independent", "dependent")}
     hsic_b, predicted = [], []
     sweep_b = {c: [] for c in cfg.scales}
     sweep_u = {c: [] for c in cfg.scales}
     paper_scale = {s: [] for s in cfg.feature_scales}
+    nocco_scale = {s: [] for s in cfg.feature_scales}
     first = {}
     for _ in range(cfg.repeats):
         for pair in ("independent", "dependent"):
@@ -442,6 +508,7 @@ def estimator_study(cfg: EstimatorConfig, seed: int = 0) -> dict:
             v[names[1]].append(float(hsic.cka(K, L, unbiased=False)))
             v[names[2]].append(float(hsic.nhsic(K, L)))
             v[names[3]].append(float(hsic.nhsic_paper(Kp, Lp)))
+            v[names[4]].append(float(hsic.nocco(K, L)))
             if pair == "dependent" and not first:
                 first = {"dim": (Kd, Ld), "ours": (K, L), "paper": (Kp, Lp)}
             if pair == "independent":
@@ -457,10 +524,12 @@ def estimator_study(cfg: EstimatorConfig, seed: int = 0) -> dict:
                     sweep_u[c].append(float(hsic.nhsic(Kc, Lc)))
                 for s in cfg.feature_scales:
                     paper_scale[s].append(float(hsic.nhsic_paper(Kp, hsic.paper_gram(s * Z))))
+                    nocco_scale[s].append(float(hsic.nocco(K, hsic.gaussian_gram(s * Z))))
     null = {
         names[0]: hsic.permutation_null(*first["dim"], hsic.cka_biased, cfg.n_perm, seed=seed),
         names[2]: hsic.permutation_null(*first["ours"], hsic.nhsic, cfg.n_perm, seed=seed),
         names[3]: hsic.permutation_null(*first["paper"], hsic.nhsic_paper, cfg.n_perm, seed=seed),
+        names[4]: _nocco_null(*first["ours"], cfg.n_perm, seed),
     }
     observed = {k: values["dependent"][k][0] for k in null}
     return {
@@ -472,7 +541,17 @@ def estimator_study(cfg: EstimatorConfig, seed: int = 0) -> dict:
         "sweep_biased": {c: float(np.mean(v)) for c, v in sweep_b.items()},
         "sweep_unbiased": {c: float(np.mean(v)) for c, v in sweep_u.items()},
         "paper_scale": {s: float(np.mean(v)) for s, v in paper_scale.items()},
+        "nocco_scale": {s: float(np.mean(v)) for s, v in nocco_scale.items()},
     }
+
+
+def _nocco_null(K: torch.Tensor, L: torch.Tensor, n_perm: int, seed: int) -> torch.Tensor:
+    """Return `hsic.nocco(K, L)` under `n_perm` permutations of L's examples (as `hsic.permutation_null`).
+
+    Permuting the examples permutes R_L the same way, so R_L is computed once.
+    """
+    Rk, Rl = hsic.paper_projection(K), hsic.paper_projection(L)
+    return hsic.permutation_null(Rk, Rl, hsic.trace_product, n_perm, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -488,7 +567,8 @@ class PlaneConfig(Config):
     captures: int = 20  # information-plane points per run (geometrically spaced steps)
     test_fraction: float = 0.4  # digits held out (probe first, the rest for accuracy)
     modes: tuple[str, ...] = ("e2e", "layerwise", "deep_sup")  # arms
-    paper_estimator: bool = True  # also record the official code's nHSIC
+    activation: str = "relu"  # of every block: "relu" or "tanh"
+    instruments: tuple[str, ...] = tuple(INSTRUMENTS)  # dependence measures recorded (see INSTRUMENTS)
 
     PRESETS = {
         "quick": {},
@@ -504,7 +584,7 @@ def run_planes(cfg: PlaneConfig, seed: int = 0, device: torch.device | str = "cp
     Xtr, Xho = Xtr.flatten(1), Xho.flatten(1)
     probe = (Xho[: cfg.probe], yho[: cfg.probe])
     test = (Xho[cfg.probe :], yho[cfg.probe :])
-    spec = NetSpec("mlp", Xtr.shape[1], (cfg.width,) * cfg.depth, num_classes=10)
+    spec = NetSpec("mlp", Xtr.shape[1], (cfg.width,) * cfg.depth, num_classes=10, activation=cfg.activation)
     arms = train_arms(
         spec,
         (Xtr, ytr),
@@ -513,8 +593,8 @@ def run_planes(cfg: PlaneConfig, seed: int = 0, device: torch.device | str = "cp
         device,
         probe=probe,
         test=test,
-        paper_estimator=cfg.paper_estimator,
-        desc="digits MLP",
+        instruments=cfg.instruments,
+        desc=f"digits MLP ({cfg.activation})",
         **_schedule(cfg),
     )
     return {
@@ -523,22 +603,48 @@ def run_planes(cfg: PlaneConfig, seed: int = 0, device: torch.device | str = "cp
     }
 
 
-def plane_summary(record: TrainRecord) -> dict[str, float]:
-    """Return scalar summaries of one run's information planes (chapter's nHSIC, end of training).
+def plane_summary(record: TrainRecord, instrument: str = "cka") -> dict[str, float]:
+    """Return scalar summaries of one run's information planes by one instrument, at the end of training.
 
     `last_x`, `last_y`: nHSIC(X; T_L), nHSIC(Y; T_L); `spread`: max - min over layers of nHSIC(X; T_l);
-    `inner_x`: mean of nHSIC(X; T_l) over the inner layers 2..L-1; `compression`: the fall of nHSIC(X; T_L)
-    from its peak to the end; `y_drop`: the fall of nHSIC(Y; T_L) from its peak to the end.
+    `inner_x`: mean of nHSIC(X; T_l) over the inner layers 2..L-1; `compression`: the rise-then-fall of
+    nHSIC(X; T_L) (`rise_then_fall`, >= 0); `late_fall`: the signed fall of nHSIC(X; T_L) over the second half
+    of training (`late_fall`, > 0 for a compression phase); `y_drop`: the fall of nHSIC(Y; T_L) from its peak
+    to the end.
     """
-    _, nx, ny = record.arrays()
+    steps, nx, ny = record.arrays(instrument)
     return {
         "last_x": float(nx[-1, -1]),
         "last_y": float(ny[-1, -1]),
         "spread": float(nx[-1].max() - nx[-1].min()),
         "inner_x": float(nx[-1, 1:-1].mean()),
-        "compression": float(nx[:, -1].max() - nx[-1, -1]),
+        "compression": rise_then_fall(nx[:, -1]),
+        "late_fall": late_fall(steps, nx[:, -1]),
         "y_drop": float(ny[:, -1].max() - ny[-1, -1]),
     }
+
+
+def late_fall(steps: Sequence[int], x: Sequence[float]) -> float:
+    """Return x at the last capture at or before half the training steps minus x at the end (signed).
+
+    Positive when the trajectory falls over the second half of training (a compression phase), negative when it
+    rises; unlike `rise_then_fall` it is not clipped at 0, so noise around a plateau averages out.
+    """
+    steps, x = np.asarray(steps), np.asarray(x, dtype=float)
+    half = int(np.searchsorted(steps, steps[-1] / 2, side="right")) - 1
+    return float(x[half] - x[-1])
+
+
+def rise_then_fall(x: Sequence[float]) -> float:
+    """Return the size of the largest rise-then-fall of a trajectory that ends at its last point.
+
+    max over b of min(x_b - min_{a <= b} x_a, x_b - x_end): a peak b counts by the smaller of the rise that
+    led to it and the fall from it to the end. 0 for a trajectory that only rises, or only falls (a fall
+    from initialisation is not a compression phase after fitting).
+    """
+    x = np.asarray(x, dtype=float)
+    lows = np.minimum.accumulate(x)
+    return float(max(0.0, np.max(np.minimum(x - lows, x - x[-1]))))
 
 
 @dataclass(frozen=True)
@@ -556,6 +662,7 @@ class GapConfig(Config):
     modes: tuple[str, ...] = ("e2e", "layerwise", "deep_sup")  # arms
     probe: int = 0  # > 0: also record information planes on this many test examples
     captures: int = 8  # accuracy (and plane) points per run
+    instruments: tuple[str, ...] = tuple(INSTRUMENTS)  # dependence measures of the planes (with `probe`)
 
     PRESETS = {"quick": {}, "full": {"epochs": 100, "repeats": 5}}
 
@@ -579,6 +686,7 @@ def run_gap(cfg: GapConfig, seed: int = 0, device: torch.device | str = "cpu") -
             device,
             probe=probe,
             test=(Xte, yte),
+            instruments=cfg.instruments,
             desc="MNIST-1D CNN",
             **_schedule(cfg),
         )
@@ -589,8 +697,8 @@ def run_gap(cfg: GapConfig, seed: int = 0, device: torch.device | str = "cpu") -
     return out
 
 
-def plot_planes(records: dict[str, TrainRecord], prefix: str = ""):
-    """Return a figure with the information plane of every mode, at most three panels in a row."""
+def plot_planes(records: dict[str, TrainRecord], prefix: str = "", instrument: str = "cka"):
+    """Return a figure with the information plane of every mode by one instrument, at most three panels in a row."""
     from lib.plotting import subplots
 
     n = len(records)
@@ -598,7 +706,7 @@ def plot_planes(records: dict[str, TrainRecord], prefix: str = ""):
     fig, ax = subplots(nrows, ncols, figsize=(4 * ncols, 3.9 * nrows), sharex=True, sharey=True, squeeze=False)
     for k, (mode, record) in enumerate(records.items()):
         a = ax[k // ncols, k % ncols]
-        plot_information_plane(a, record, title=f"{prefix}{LABELS[mode]}", legend=k == 0)
+        plot_information_plane(a, record, title=f"{prefix}{LABELS[mode]}", legend=k == 0, instrument=instrument)
         a.xaxis.set_tick_params(labelbottom=True)
         a.yaxis.set_tick_params(labelleft=True)
     for k in range(n, nrows * ncols):

@@ -181,3 +181,29 @@ def test_one_sided_centring_gives_the_two_sided_value():
     ref = np.trace(two_sided(K) @ two_sided(L))
     got = float(hsic.nhsic_paper(torch.from_numpy(K), torch.from_numpy(L)))
     assert got == pytest.approx(ref, rel=1e-7)
+
+
+def test_nocco_with_the_median_kernel_matches_a_numpy_reference():
+    """The data-scaled instrument: NOCCO tr(R_K R_L) of the Gaussian Gram matrix at the median distance and the label
+    kernel, against scipy distances, a two-sided centring and an explicit inverse; scale invariant, unlike the
+    official defaults; with itself about the rank of the centred label kernel (classes - 1)."""
+    X = _data(7, 3, seed=12)  # 21 distances: the median is one of them
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    dist = pdist(X.numpy())
+    K = np.exp(-(squareform(dist) ** 2) / (2 * np.median(dist) ** 2))
+    Ly = (y.numpy()[:, None] == y.numpy()[None, :]).astype(float)
+    m, eps = 7, 1e-5
+    H = np.eye(m) - 1.0 / m
+
+    def R(G):
+        C = H @ G @ H
+        return C @ np.linalg.inv(C + eps * m * np.eye(m))
+
+    ref = np.trace(R(K) @ R(Ly))
+    got = float(hsic.nocco(hsic.gaussian_gram(X), hsic.label_gram(y)))
+    assert got == pytest.approx(ref, rel=1e-7)
+    assert float(hsic.nocco(hsic.gaussian_gram(10 * X), hsic.label_gram(y))) == pytest.approx(ref, rel=1e-7)
+    assert float(hsic.nocco(hsic.label_gram(y), hsic.label_gram(y))) == pytest.approx(2.0, abs=1e-3)
+    # the official defaults are the same estimator on another kernel
+    Kp, Lp = hsic.paper_gram(X), hsic.paper_gram(torch.nn.functional.one_hot(y).to(DT))
+    assert float(hsic.nhsic_paper(Kp, Lp)) == pytest.approx(np.trace(R(Kp.numpy()) @ R(Lp.numpy())), rel=1e-6)

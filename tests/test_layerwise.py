@@ -6,6 +6,7 @@ import torch
 
 from lib import hsic
 from lib import layerwise as lw
+from lib.checks import ClaimNotReproduced, check
 
 
 def _toy(n=64, d=6, seed=0):
@@ -136,3 +137,119 @@ def test_arms_share_initialisation_and_minibatches():
     assert not torch.allclose(net_lw.blocks[0][0].weight, net_e2e.blocks[0][0].weight)
     # the same initial network: identical information-plane points at step 0
     assert rec_lw.steps[0] == 0 and rec_lw.nx[0] == rec_e2e.nx[0] and rec_lw.ny[0] == rec_e2e.ny[0]
+
+
+def test_rise_then_fall_matches_brute_force():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = rng.normal(size=rng.integers(2, 12)).cumsum()
+        n = len(x)
+        brute = max([0.0] + [min(x[b] - x[a], x[b] - x[-1]) for b in range(n) for a in range(b + 1)])
+        assert lw.rise_then_fall(x) == pytest.approx(brute, abs=1e-12)
+    assert lw.rise_then_fall([0.5, 0.4, 0.6, 0.7]) == 0.0  # only a dip, then a rise
+    assert lw.rise_then_fall([0.9, 0.7, 0.5]) == 0.0  # a fall from initialisation is no compression phase
+    assert lw.rise_then_fall([0.5, 0.8, 0.3]) == pytest.approx(0.3)
+
+
+def test_late_fall_reads_the_second_half():
+    steps = [0, 1, 3, 10, 30, 100]
+    assert lw.late_fall(steps, [0.5, 0.6, 0.7, 0.8, 0.9, 0.6]) == pytest.approx(0.3)  # from step 30 (<= 50) to 100
+    assert lw.late_fall(steps, [0.5, 0.6, 0.7, 0.8, 0.7, 0.9]) == pytest.approx(-0.2)
+    assert lw.late_fall([0, 50, 100], [1.0, 0.8, 0.5]) == pytest.approx(0.3)  # the capture at exactly half counts
+
+
+def test_every_instrument_matches_a_direct_computation():
+    """The planes recorded during training, by each instrument, against the estimator applied to each layer alone."""
+    X, y = _toy(n=96)
+    probe = (X[:24], y[:24])
+    torch.manual_seed(0)
+    net = lw.build_net(lw.NetSpec("mlp", 6, (5, 7), num_classes=4, activation="tanh"))
+    assert isinstance(net.blocks[0][1], torch.nn.Tanh)
+    rec = lw.train(
+        net, X, y, mode="e2e", epochs=2, batch=32, probe=probe, n_captures=3, instruments=tuple(lw.INSTRUMENTS)
+    )
+    assert set(rec.planes) == set(lw.INSTRUMENTS)
+    xp = probe[0].double()
+    onehot = torch.nn.functional.one_hot(probe[1], 4).double()
+    with torch.no_grad():
+        reps = [t.double() for t in net.representations(probe[0])]
+    for i, t in enumerate(reps):
+        Kt = hsic.gaussian_gram(t)
+        want = {
+            "cka": (hsic.nhsic(Kt, hsic.gaussian_gram(xp)), hsic.nhsic(Kt, hsic.label_gram(probe[1]))),
+            "nocco": (hsic.nocco(Kt, hsic.gaussian_gram(xp)), hsic.nocco(Kt, hsic.label_gram(probe[1]))),
+            "official": (
+                hsic.nhsic_paper(hsic.paper_gram(t), hsic.paper_gram(xp)),
+                hsic.nhsic_paper(hsic.paper_gram(t), hsic.paper_gram(onehot)),
+            ),
+        }
+        for inst, (wx, wy) in want.items():
+            _, px, py = rec.arrays(inst)
+            assert px[-1, i] == pytest.approx(float(wx), rel=1e-6) and py[-1, i] == pytest.approx(float(wy), rel=1e-6)
+
+
+def test_knockout_detach_is_deep_supervision():
+    """Without detaching, the layer-wise arm trains exactly the deep-supervision network."""
+    X, y = _toy(n=64)
+    spec = lw.NetSpec("mlp", 6, (5, 5, 5), num_classes=4)
+    nets = {}
+    for name, mode, detach in (("ko", "layerwise", False), ("deep", "deep_sup", True), ("lw", "layerwise", True)):
+        torch.manual_seed(0)
+        nets[name] = lw.build_net(spec)
+        lw.train(nets[name], X, y, mode=mode, epochs=2, batch=16, lr=1e-2, detach=detach)
+    pairs = list(zip(nets["ko"].parameters(), nets["deep"].parameters()))
+    assert all(torch.equal(p, q) for p, q in pairs)
+    assert not all(torch.equal(p, q) for p, q in zip(nets["lw"].parameters(), nets["deep"].parameters()))
+
+
+# Knock-out tests: the chapter's checks at tiny size, with the mechanism of layer-wise training and without.
+
+
+def _check_holds(value, **threshold) -> bool:
+    """Return whether the chapter's check, at its null (no seed study here), holds for `value`."""
+    try:
+        return check("knock-out test", value, kind="claim", row="knock-out", record=False, **threshold).holds
+    except ClaimNotReproduced:
+        return False
+
+
+@pytest.fixture(scope="module")
+def tiny_digits_planes():
+    """E2E and layer-wise digits MLPs at tiny size (4 blocks of 32, 15 epochs), with each knock-out of the
+    layer-wise arm: summaries of the chapter's CKA planes at the end."""
+    from lib.cnn import digits_split
+
+    Xtr, ytr, Xho, yho = digits_split(0.4, seed=0)
+    Xtr, Xho = Xtr.flatten(1), Xho.flatten(1)
+    spec = lw.NetSpec("mlp", 64, (32,) * 4, num_classes=10)
+    out = {}
+    arms = {"e2e": ("e2e", {}), "layerwise": ("layerwise", {}), "detach": ("layerwise", {"detach": False})}
+    arms["local_heads"] = ("layerwise", {"local_heads": False})
+    for name, (mode, knockout) in arms.items():
+        torch.manual_seed(0)
+        net = lw.build_net(spec)
+        rec = lw.train(
+            net,
+            Xtr,
+            ytr,
+            mode=mode,
+            epochs=15,
+            batch=64,
+            seed=0,
+            probe=(Xho[:150], yho[:150]),
+            n_captures=4,
+            **knockout,
+        )
+        out[name] = lw.plane_summary(rec)
+    return out
+
+
+@pytest.mark.parametrize(("knockout", "holds"), [("layerwise", True), ("detach", True), ("local_heads", False)])
+def test_knockouts_of_the_last_layer_and_propagation_checks(tiny_digits_planes, knockout, holds):
+    """The checks "last layer's nHSIC(X; T_L), layer-wise minus E2E" (claim 3) and "inner layers' nHSIC(X; T),
+    layer-wise minus E2E" (the contrary of claim 1) hold for the layer-wise arm; they still hold when its
+    detaching is knocked out (they are not about detaching: the deep-supervision arm of the chapter) and fail when
+    its local heads are (blocks 1..L-1 then get no gradient)."""
+    e2e, arm = tiny_digits_planes["e2e"], tiny_digits_planes[knockout]
+    assert _check_holds(arm["last_x"] - e2e["last_x"], at_least=0.0) == holds
+    assert _check_holds(arm["inner_x"] - e2e["inner_x"], at_least=0.0) == holds
