@@ -133,7 +133,8 @@ def token_ids(tokens: Tensor, X: Tensor, u: Tensor) -> Tensor:
     """Return seq2seq ids (N, n): id(x_k, X) = K * (token index of x_k) + context id of X.
 
     K exceeds every context id, so the pair (token, context) is read off the id: the skip connection
-    carries x_k, the attention carries the context, and the FFN sees both.
+    carries x_k, the attention carries the context, and the FFN sees both: up to nN distinct ids, the
+    count behind {prf:ref}`mc-thm-seq2seq`.
     """
     ctx = context_ids(tokens, X, u)
     K = int(ctx.max()) + 1
@@ -432,6 +433,58 @@ def accuracy(logits: Tensor, data: MemoData) -> Tensor:
     return (pred == data.labels).double().mean((1, 2))
 
 
+KNOCKOUTS = ("no-ffn", "ignore-mask")
+"""Switches of `train_widths` that remove the FFN's width as a variable (knock-outs of the FFN mechanism):
+"no-ffn" masks every model's FFN to width 0, "ignore-mask" gives every model the largest width."""
+
+
+def width_mask(widths: Sequence[int], wmax: int, knockout: str | None = None) -> Tensor:
+    """Return the (K, wmax) 0/1 mask that keeps the first widths[k] hidden units of model k.
+
+    `knockout` (one of `KNOCKOUTS`) replaces every width by 0 ("no-ffn") or by `wmax` ("ignore-mask").
+    """
+    w = torch.tensor([int(v) for v in widths])
+    if knockout == "no-ffn":
+        w = torch.zeros_like(w)
+    elif knockout == "ignore-mask":
+        w = torch.full_like(w, wmax)
+    elif knockout is not None:
+        raise ValueError(f"knockout must be None or one of {KNOCKOUTS}, got {knockout!r}")
+    if int(w.min()) < 0 or int(w.max()) > wmax:
+        raise ValueError(f"widths must lie in [0, {wmax}], got {widths}")
+    return (torch.arange(wmax)[None, :] < w[:, None]).float()
+
+
+def mask_ffn(params: dict[str, Tensor], m: Tensor, n_layers: int) -> dict[str, Tensor]:
+    """Return `params` with the FFN hidden units where `m` (wmax,) is 0 removed: their W_1 rows and W_2 columns
+    are multiplied by 0, so they contribute nothing and receive no gradient.
+
+    The FFN width is the resource of {prf:ref}`mc-thm-seq2seq`: the feed-forward network attaches a label to
+    every (token, sequence) pair, so its width is what seq2seq memorisation needs more of as n grows.
+    """
+    p = dict(params)
+    for li in range(n_layers):
+        key = f"blocks.{li}.mlp.W_"
+        p[key + "1.weight"] = p[key + "1.weight"] * m[:, None]
+        p[key + "2.weight"] = p[key + "2.weight"] * m[None, :]
+    return p
+
+
+def init_seeds(widths: Sequence[int], seed: int) -> list[int]:
+    """Return the initialisation seed of each model: the r-th model of a width gets seed * 1000 + r.
+
+    Models of different widths with the same r share every weight but the FFN units beyond the smaller width
+    (a paired comparison: they differ only in width).
+    """
+    seen: dict[int, int] = {}
+    out = []
+    for w in widths:
+        r = seen.get(int(w), 0)
+        seen[int(w)] = r + 1
+        out.append(seed * 1000 + r)
+    return out
+
+
 @dataclass
 class WidthSweep:
     """Training accuracy of K models (FFN `widths`, restarts) after `steps` (first step at 100%)."""
@@ -454,34 +507,31 @@ def train_widths(
     eval_every: int = 50,
     device: torch.device | str = "cpu",
     desc: str = "training",
+    knockout: str | None = None,
 ) -> WidthSweep:
     """Train one model per entry of `widths` at once (vmap over stacked weights); stop early when all fit.
 
-    Every model has the largest FFN width; model k masks the hidden units beyond widths[k] (masked
-    weights get no gradient), so the models differ only in width and initialisation. Full-batch Adam.
+    Every model has the largest FFN width; model k masks the hidden units beyond widths[k] (`mask_ffn`), so the
+    models differ only in width and, across restarts, initialisation (`init_seeds`). Full-batch Adam.
+    `knockout` (one of `KNOCKOUTS`) removes the width as a variable: the FFN's knock-out.
     """
     from torch.func import functional_call, stack_module_state, vmap
 
     wmax = max(max(widths), 1)
     cfg = model_config(data, d_model, wmax, n_layers)
     models = []
-    for k in range(len(widths)):
-        torch.manual_seed(seed * 1000 + k)
+    for s in init_seeds(widths, seed):
+        torch.manual_seed(s)
         models.append(CausalTransformer(cfg).to(device))
     params, buffers = stack_module_state(models)
     base = CausalTransformer(cfg).to("meta")
-    mask = (torch.arange(wmax)[None, :] < torch.tensor(list(widths))[:, None]).float().to(device)
+    mask = width_mask(widths, wmax, knockout).to(device)
     x = data.tokens.to(device)
     y = data.labels.to(device)
     C = data.n_labels
 
     def forward(p, b, m):
-        p = dict(p)
-        for li in range(n_layers):
-            key = f"blocks.{li}.mlp.W_"
-            p[key + "1.weight"] = p[key + "1.weight"] * m[:, None]
-            p[key + "2.weight"] = p[key + "2.weight"] * m[None, :]
-        return functional_call(base, (p, b), (x,))[..., :C]
+        return functional_call(base, (mask_ffn(p, m, n_layers), b), (x,))[..., :C]
 
     batched = vmap(forward)
     opt = torch.optim.Adam(params.values(), lr=lr)
@@ -554,12 +604,14 @@ def min_width_search(
     restarts: int = 1,
     refine: bool = False,
     device: torch.device | str = "cpu",
+    knockout: str | None = None,
 ) -> SizeSearch:
     """Return the smallest FFN width that memorises `data` (100% training accuracy).
 
     First the whole `grid` x `restarts` is trained as one batched program with early stopping; then,
     if `refine`, a bisection between the largest failing and the smallest fitting grid width, each probe
-    with `restarts` initialisations trained at once.
+    with `restarts` initialisations trained at once. `knockout` (one of `KNOCKOUTS`, grid only, no
+    bisection) removes the width as a variable.
     """
     probes: dict[int, float] = {}
 
@@ -573,6 +625,7 @@ def min_width_search(
             seed=seed * 7 + tag,
             device=device,
             desc=f"widths {widths}",
+            knockout=knockout,
         )
         out = {}
         for w in widths:
@@ -593,10 +646,68 @@ def min_width_search(
         return SizeSearch(censored, censored, probes, longest)
     best = fitting[0]
     below = [w for w in grid if w < best]
-    if refine and below:
+    if refine and below and knockout is None:
         tag = iter(range(1, 100))
         best, _ = bisect_min_size(lambda w: run([w], next(tag))[w], below[-1], best)
     return SizeSearch(best, censored, dict(sorted(probes.items())), longest)
+
+
+def width_study(
+    sizes: dict[str, int],
+    ns: Sequence[int],
+    vocab: int,
+    grid: Sequence[int],
+    d_model: int,
+    steps: int,
+    lr: float,
+    seed: int,
+    restarts: int = 1,
+    refine: bool = False,
+    device: torch.device | str = "cpu",
+    knockout: str | None = None,
+) -> dict[tuple[str, int], SizeSearch]:
+    """Return the minimum-width search of every (task, n): `sizes[task]` random sequences of length n.
+
+    The grid must contain width 0 (the model without FFN): `width_measures` compares every width with it.
+    """
+    if 0 not in grid:
+        raise ValueError("the grid must contain width 0, the arm without feed-forward network")
+    out = {}
+    for task, N in sizes.items():
+        for n in ns:
+            data = random_dataset(N, n, vocab, 2, task, seed)
+            out[task, n] = min_width_search(data, grid, d_model, steps, lr, seed, restarts, refine, device, knockout)
+    return out
+
+
+def ffn_gain(search: SizeSearch, n_labels: int) -> float:
+    """Return the training labels the best FFN width fits beyond width 0: (best - width-0 accuracy) * labels."""
+    return (max(search.probes.values()) - search.probes[0]) * n_labels
+
+
+def width_measures(study: dict[tuple[str, int], SizeSearch], sizes: dict[str, int]) -> dict[str, float]:
+    """Return what the chapter checks of a `width_study` (n_lo, n_hi: the shortest and longest lengths).
+
+    * `gain_s2s`: seq2seq labels (one per position) at n_hi that the best FFN width fits beyond width 0;
+    * `grow_s2s`, `grow_next`: minimum fitting width at n_hi minus at n_lo, per task, counted only when a
+      width of the grid fits at both lengths (else 0: no growth was measured; a model whose FFN does
+      nothing fits at no width, and must not read as one that needs more width than the grid);
+    * `contrast`: grow_s2s - grow_next.
+    """
+    ns = sorted({n for _, n in study})
+    lo, hi = ns[0], ns[-1]
+    s2s, nxt = "seq2seq", "next-token"
+
+    def growth(task: str) -> float:
+        a, b = study[task, lo], study[task, hi]
+        found = a.min_width < a.censored and b.min_width < b.censored
+        return float(b.min_width - a.min_width) if found else 0.0
+
+    grow = {t: growth(t) for t in sizes}
+    out = {"gain_s2s": ffn_gain(study[s2s, hi], sizes[s2s] * hi), "grow_s2s": grow[s2s]}
+    if nxt in grow:  # a study of seq2seq alone (the knock-out tests) has no next-token arm
+        out |= {"grow_next": grow[nxt], "contrast": grow[s2s] - grow[nxt]}
+    return out
 
 
 def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:

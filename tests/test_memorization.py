@@ -153,7 +153,7 @@ def test_train_widths_fits_a_tiny_set_and_masks_widths():
 def test_min_width_search_grid_then_bisection(monkeypatch):
     calls = []
 
-    def fake(data, widths, d_model, steps, lr, seed, device="cpu", desc=""):
+    def fake(data, widths, d_model, steps, lr, seed, device="cpu", desc="", knockout=None):
         calls.append(list(widths))
         hit = [10 if w >= 5 else -1 for w in widths]
         acc = [1.0 if w >= 5 else 0.9 for w in widths]
@@ -167,3 +167,92 @@ def test_min_width_search_grid_then_bisection(monkeypatch):
     assert fine.min_width == 5 and fine.probes[5] == 1.0
     none = mz.min_width_search(data, (0, 2), 8, 10, 1e-2, 0)
     assert none.min_width == none.censored == 4
+
+
+def test_width_mask_gives_the_narrow_model_and_its_gradient():
+    """A masked wide FFN equals a model built with the narrow width (an independent reference): same logits,
+    same gradients; masked units get no gradient; the mask changes both the function and the gradient."""
+    from torch.func import functional_call
+
+    from lib.transformer import CausalTransformer
+
+    torch.manual_seed(0)
+    data = mz.random_dataset(6, 5, 8, 2, "seq2seq", 0)
+    wide = CausalTransformer(mz.model_config(data, 8, 16)).double()
+    with torch.no_grad():  # a non-trivial FFN (the default init is tiny)
+        for p in wide.parameters():
+            p.mul_(20)
+
+    def loss_and_grads(net, params):
+        logits = functional_call(net, params, (data.tokens,))
+        loss = torch.nn.functional.cross_entropy(logits[..., :2].flatten(0, 1), data.labels.flatten())
+        return logits, torch.autograd.grad(loss, list(params.values()))
+
+    def masked(w):
+        params = {k: v.detach().clone().requires_grad_() for k, v in wide.named_parameters()}
+        m = mz.width_mask([w], 16)[0].double()
+        logits, grads = loss_and_grads(wide, mz.mask_ffn(params, m, 1))
+        return logits, dict(zip(params, grads, strict=True))
+
+    w = 5
+    narrow = CausalTransformer(mz.model_config(data, 8, w)).double()
+    state = {k: v.clone() for k, v in wide.state_dict().items()}
+    state["blocks.0.mlp.W_1.weight"] = state["blocks.0.mlp.W_1.weight"][:w]
+    state["blocks.0.mlp.W_2.weight"] = state["blocks.0.mlp.W_2.weight"][:, :w]
+    narrow.load_state_dict(state)
+    ref_params = {k: v.detach().clone().requires_grad_() for k, v in narrow.named_parameters()}
+    ref_logits, ref_grads = loss_and_grads(narrow, ref_params)
+    ref_grads = dict(zip(ref_params, ref_grads, strict=True))
+
+    logits, grads = masked(w)
+    assert torch.allclose(logits, ref_logits, atol=1e-12)
+    for k, g in grads.items():
+        if k == "blocks.0.mlp.W_1.weight":
+            assert torch.allclose(g[:w], ref_grads[k], atol=1e-12) and not g[w:].any()
+        elif k == "blocks.0.mlp.W_2.weight":
+            assert torch.allclose(g[:, :w], ref_grads[k], atol=1e-12) and not g[:, w:].any()
+        else:
+            assert torch.allclose(g, ref_grads[k], atol=1e-12), k
+    # the mask changes the function and the gradient: widths 0, 5 and 16 differ pairwise
+    zero, full = masked(0), masked(16)
+    for a, b in ((zero, (logits, grads)), ((logits, grads), full), (zero, full)):
+        assert (a[0] - b[0]).abs().max() > 1e-3
+        assert (a[1]["W_E.weight"] - b[1]["W_E.weight"]).abs().max() > 1e-6
+
+
+def test_width_mask_knockouts_and_paired_initialisation():
+    m = mz.width_mask([0, 2, 4], 4)
+    assert m.tolist() == [[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]]
+    assert not mz.width_mask([0, 2, 4], 4, "no-ffn").any()
+    assert mz.width_mask([0, 2, 4], 4, "ignore-mask").all()
+    with pytest.raises(ValueError):
+        mz.width_mask([0, 2], 4, "frozen")
+    # the r-th model of every width gets the same initialisation: a paired comparison of widths
+    assert mz.init_seeds([0, 0, 8, 8, 32], 3) == [3000, 3001, 3000, 3001, 3000]
+
+
+# the quick profile's measurement at a tiny size: seq2seq sequences over 16 tokens, lengths 2 and 8
+TINY = dict(sizes={"seq2seq": 24}, ns=(2, 8), vocab=16, grid=(0, 4, 16), d_model=8, steps=400, lr=1e-2, seed=0)
+
+
+def _holds(monkeypatch, name, value, **threshold):
+    """Return whether the chapter's check of `value` holds (its null, no seed study; nothing raises)."""
+    from lib.checks import check
+
+    monkeypatch.setenv("BOOK_CLAIMS_DEFER", "1")
+    return check(name, value, kind="claim", row="mc-test", record=False, **threshold).holds
+
+
+@pytest.fixture(scope="module")
+def tiny_studies():
+    return {ko: mz.width_measures(mz.width_study(**TINY, knockout=ko), TINY["sizes"]) for ko in (None, *mz.KNOCKOUTS)}
+
+
+@pytest.mark.parametrize("knockout", mz.KNOCKOUTS)
+def test_ffn_knockout_fails_the_ffn_claims(tiny_studies, knockout, monkeypatch):
+    """The FFN claims hold with the FFN and fail with its width removed (masked to 0, or mask ignored)."""
+    with_ffn, without = tiny_studies[None], tiny_studies[knockout]
+    print(f"with the FFN {with_ffn}; knock-out {knockout}: {without}")
+    for key in ("gain_s2s", "grow_s2s"):  # the chapter's checks, at their nulls
+        assert _holds(monkeypatch, key, with_ffn[key], at_least=1), (key, with_ffn)
+        assert not _holds(monkeypatch, key, without[key], at_least=1), (key, without)
