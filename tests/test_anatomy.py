@@ -4,15 +4,14 @@ import re
 
 import pytest
 
-from tools import book, pairs
+from tools import book, myst, pairs
 
 PAPERS = [s for s in book.chapter_slugs() if s != "using-this-book"]
 PROCESS_NOTES = ("while we revised", "in our prototype", "an earlier version", "when this chapter was first")
 
 
 def section(text: str, heading: str) -> str:
-    match = re.search(rf"^## {re.escape(heading)}\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
-    return match.group(1) if match else ""
+    return myst.sections(text).get(heading, "")
 
 
 @pytest.mark.parametrize("slug", PAPERS)
@@ -22,9 +21,12 @@ def test_numbers_section_opens_with_a_generated_verdict_table(slug):
     text = book.chapter_source(slug).read_text()
     body = section(text, "What the numbers say").strip()
     assert body, f"{slug}: no '## What the numbers say' section"
-    first = re.split(r"\n(?=[^\n`:])", body, maxsplit=1)[0]
-    assert first.startswith("```{code-cell}") and "verdict_table(" in first, (
+    first = myst.blocks(body)[:1]
+    assert first and first[0].name == "code-cell" and "verdict_table(" in first[0].body, (
         f"{slug}: 'What the numbers say' must open with the code cell that calls verdict_table(...)"
+    )
+    assert not body.split("\n")[: first[0].start] or not "".join(body.split("\n")[: first[0].start]).strip(), (
+        f"{slug}: text before the verdict table"
     )
     typed = re.findall(r"^\|[^\n]*\bverdict\b[^\n]*\|\s*$", text, re.M | re.I)
     assert not typed, f"{slug}: a verdict table typed by hand: {typed[:1]}"
@@ -33,7 +35,7 @@ def test_numbers_section_opens_with_a_generated_verdict_table(slug):
 @pytest.mark.parametrize("slug", book.chapter_slugs())
 def test_chapter_ends_with_a_summary_before_its_exercises(slug):
     text = book.chapter_source(slug).read_text()
-    heads = re.findall(r"^## (.+?)\s*$", text, re.M)
+    heads = list(myst.sections(text))
     assert "Summary" in heads and "Exercises" in heads, f"{slug}: sections {heads}"
     assert heads.index("Summary") == heads.index("Exercises") - 1, f"{slug}: Summary must come right before Exercises"
     assert section(text, "Summary").strip(), f"{slug}: an empty Summary"
@@ -45,8 +47,8 @@ PARAMETERS = 'profile = None  # "quick" (default, any device) or "full" (GPU; se
 @pytest.mark.parametrize("slug", book.chapter_slugs())
 def test_parameters_cell_says_quick_is_the_default(slug):
     text = book.chapter_source(slug).read_text()
-    cell = re.search(r"```\{code-cell\} ipython3\n:tags: \[parameters\]\n\n(.*?)```", text, re.S)
-    assert cell and cell.group(1).splitlines()[0] == PARAMETERS, f"{slug}: the parameters cell must read {PARAMETERS!r}"
+    cell = next((c for c in myst.code_cells(text) if "parameters" in c.options.get("tags", "")), None)
+    assert cell and cell.body.splitlines()[0] == PARAMETERS, f"{slug}: the parameters cell must read {PARAMETERS!r}"
     assert f'chapter="{slug}"' in text, f"{slug}: lib.start(profile, seed, chapter={slug!r}) finds its study"
 
 
@@ -70,19 +72,17 @@ def code_lines(text: str):
 
     A cell's options (`:key: value` lines, or a YAML block between `---` lines at its top) are not code.
     """
-    lines, i = text.splitlines(), 0
-    while i < len(lines):
-        opening = re.match(r"^(`{3,})(\{code-cell\}|\{code-block\}|python|bash)", lines[i])
-        i += 1
-        if not opening:
-            continue
-        if i < len(lines) and lines[i] == "---":
-            i = lines.index("---", i + 1) + 1
-        while i < len(lines) and re.match(r"^:\w[\w-]*:", lines[i]):
-            i += 1
-        while i < len(lines) and not (lines[i].startswith(opening.group(1)) and not lines[i].strip("`")):
-            yield i + 1, lines[i]
-            i += 1
+    lines = text.split("\n")
+
+    def walk(found):
+        for b in found:
+            if b.name in ("code-cell", "code-block") or (not b.name and b.arg in ("python", "bash")):
+                for i in range(b.body_start, b.body_end):
+                    yield i + 1, lines[i]
+            elif b.name:
+                yield from walk(b.children())
+
+    yield from walk(myst.blocks(text))
 
 
 @pytest.mark.parametrize("slug", [*book.chapter_slugs(), *book.TOP_PAGES])

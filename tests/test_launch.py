@@ -2,6 +2,7 @@
 
 import re
 
+import nbformat
 import pytest
 import yaml
 
@@ -12,7 +13,7 @@ REPO = yaml.safe_load((book.ROOT / "_config.yml").read_text())["repository"]
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
-def test_setup_cell_first_and_gpu_metadata(source):
+def test_setup_cell_first_and_no_gpu_request(source):
     assert setup_cells.problems(source) == []
     url, ref = setup_cells.repository()
     assert url == REPO["url"].rstrip("/") and f'"{url}@{ref}"' in setup_cells.setup_source()
@@ -20,10 +21,13 @@ def test_setup_cell_first_and_gpu_metadata(source):
 
 def test_setup_cell_check_catches_a_missing_setup_cell(tmp_path):
     text = (book.ROOT / "chapters" / "using-this-book.md").read_text()
-    broken = tmp_path / "paper-x.md"  # a chapter whose full profile wants a GPU, with no notebook yet
+    broken = tmp_path / "paper-x.md"
     broken.write_text(text.replace("except ImportError:", "except ModuleNotFoundError:"))
+    nb = nbformat.read(book.chapter_notebook("using-this-book"), as_version=4)
+    nb.metadata.update({"accelerator": "GPU", "colab": {"gpuType": "T4"}})  # Colab would start a GPU runtime
+    nbformat.write(nb, broken.with_suffix(".ipynb"))
     found = setup_cells.problems(broken)
-    assert any("not the setup cell" in p for p in found) and any("GPU request" in p for p in found)
+    assert any("not the setup cell" in p for p in found) and any("asks Colab for a GPU" in p for p in found)
 
 
 def test_binder_uses_cpu_torch_and_the_book_pins():

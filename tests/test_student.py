@@ -6,7 +6,7 @@ import jupytext
 import nbformat
 import pytest
 
-from tools import book, notebooks, setup_cells, student
+from tools import book, myst, notebooks, setup_cells, student
 
 pytestmark = pytest.mark.book
 
@@ -82,8 +82,9 @@ def test_student_notebooks_are_valid_plain_jupyter_and_run(student_edition, slug
 
 def spoiler_lines(slug: str) -> list[str]:
     """Return the lines of a chapter's spoiler blocks (text that answers an exercise)."""
-    blocks = student.SPOILER.findall(book.chapter_source(slug).read_text())
-    lines = [x.strip() for block in blocks for x in block.splitlines()[1:-1]]
+    text = book.chapter_source(slug).read_text()
+    source = text.split("\n")
+    lines = [x.strip() for s in myst.spoilers(text) for x in source[s.start + 1 : s.end - 1]]
     return [x for x in lines if len(x) > 30 and not x.startswith(("|---", "<!--"))]
 
 

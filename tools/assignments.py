@@ -37,7 +37,7 @@ import jupytext
 import nbformat
 import yaml
 
-from tools import book, notebooks, setup_cells
+from tools import book, myst, notebooks, setup_cells
 
 OUT = book.BUILD / "assignments"
 SOLUTION_MARK = notebooks.SOLUTION_MARK
@@ -93,28 +93,19 @@ def strip_solution_marks(text: str) -> str:
 
 
 def questions(slug: str, ctx: notebooks.Book | None = None) -> list[Question]:
-    """Return the chapter's exercises as otter questions, in order, numbered as in the book."""
+    """Return the chapter's exercises as otter questions, in order, numbered as in the book (`tools.myst`)."""
     ctx = ctx or notebooks.context()
-    lines = book.chapter_source(slug).read_text().splitlines()
     conv = notebooks.Converter(slug, ctx, student=False, standalone=True)  # the assignment leaves the chapter
-    found: dict[str, Question] = {}
-    i = 0
-    while i < len(lines):
-        m = notebooks.OPEN.match(lines[i])
-        if not m:
-            i += 1
-            continue
-        name, arg, options, body, i = notebooks._directive_block(lines, i)
-        text = "\n".join(body)
-        if name == "exercise":
-            conv.exercise += 1
-            label = options.get("label", f"{slug}-ex-{conv.exercise}")
-            found[label] = Question(label, conv.number(), arg, conv.body(text))
-        elif name == "solution" and arg.strip() in found:
-            q = found[arg.strip()]
-            q.solution_code, q.tests, rest = notebooks.solution_parts(text)
+    out = []
+    for ex in myst.exercises(book.chapter_source(slug).read_text()):
+        conv.exercise = ex.number
+        label = ex.label or f"{slug}-ex-{ex.number}"
+        q = Question(label, conv.number(), ex.directive.arg, conv.body(ex.directive.body))
+        if ex.solution is not None:
+            q.solution_code, q.tests, rest = notebooks.solution_parts(ex.solution.body)
             q.solution_text = conv.body(rest) if rest else ""
-    return list(found.values())
+        out.append(q)
+    return out
 
 
 def blank(code: str) -> str:

@@ -16,12 +16,11 @@ from pathlib import Path
 
 from bs4 import BeautifulSoup
 
-from tools import book
+from tools import book, myst
 
 RAW_MYST = ("```{", ":::{", "{cite", "{prf:", ":label:", "{exercise}", "{solution}", "{ref}`", "{eq}`", "{numref}`")
 # Left-over math: `$$`, a `$` not starting an amount, or a TeX command (`\dots`) outside typeset math.
 RAW_MATH = re.compile(r"\$\$|\$(?![\d.,])|\\[A-Za-z]{2,}")
-DIRECTIVE = re.compile(r"^[`:]{3,}\{(prf:\w+|exercise|solution)\}", re.M)
 
 
 def _visible_text(soup: BeautifulSoup) -> str:
@@ -36,7 +35,7 @@ def _visible_text(soup: BeautifulSoup) -> str:
 
 def directive_counts(source: Path) -> dict[str, int]:
     """Return how many theorem-like (`prf:*`), exercise and solution directives a chapter source has."""
-    found = DIRECTIVE.findall(source.read_text())
+    found = [d.name for d in myst.directives(source.read_text())]
     return {
         "prf": sum(d.startswith("prf:") for d in found),
         "exercise": found.count("exercise"),

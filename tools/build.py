@@ -17,11 +17,12 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import nbformat
 
-from tools import api, assignments, book, notebooks, report, seeds
+from tools import api, assignments, book, myst, notebooks, report, seeds
 
 ASSIGNMENTS_MARK = "<!-- generated: assignments -->"  # instructors.md: the table of assignments
 
@@ -139,9 +140,6 @@ def stage(
     return problems
 
 
-CITE = re.compile(r"\{(cite(?::[pt])?)\}`([^`]+)`")
-
-
 def localise_citations(nb: nbformat.NotebookNode, slug: str) -> None:
     """Give the chapter's citations and its `{bibliography}` a key prefix of their own.
 
@@ -150,14 +148,21 @@ def localise_citations(nb: nbformat.NotebookNode, slug: str) -> None:
     each chapter's reference list its own.
     """
     prefix = f"{slug}-"
+
+    def cite(m: re.Match) -> str:
+        name, keys = m.group(1), m.group(2)
+        if not name.startswith("cite"):
+            return m.group(0)
+        return f"{{{name}}}`{','.join(prefix + k.strip() for k in keys.split(','))}`"
+
     for cell in nb.cells:
         if cell.cell_type != "markdown":
             continue
-        cell.source = CITE.sub(
-            lambda m: f"{{{m.group(1)}}}`{','.join(prefix + k.strip() for k in m.group(2).split(','))}`", cell.source
-        )
-        cell.source = re.sub(
-            r"(```\{bibliography\}[^\n]*\n)", rf"\1:keyprefix: {prefix}\n:labelprefix: {slug}-\n", cell.source
+        text = myst.ROLE.sub(cite, cell.source)
+        lists = myst.directives(text, "bibliography")
+        extra = {"keyprefix": prefix, "labelprefix": f"{slug}-"}
+        cell.source = myst.replace_blocks(
+            text, {b.start: myst.render_block(replace(b, options={**b.options, **extra}), b.body) for b in lists}
         )
 
 

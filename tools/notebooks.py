@@ -22,15 +22,8 @@ import jupytext
 import nbformat
 import yaml
 
-from tools import book
+from tools import book, myst
 
-OPEN = re.compile(r"^(\s*)(`{3,}|:{3,})\{([\w:-]+)\}[ \t]*(.*)$")
-PLAIN_FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})")
-OPTION = re.compile(r"^:([\w-]+):\s*(.*)$")
-TARGET = re.compile(r"^\(([\w:-]+)\)=\s*$")
-SPOILER_OPEN = re.compile(r"^<!--\s*spoiler(?::\s*[\w:-]*)?\s*-->\s*$")
-SPOILER_CLOSE = re.compile(r"^<!--\s*/spoiler\s*-->\s*$")
-ROLE = re.compile(r"\{([\w:-]+)\}`([^`]*)`")
 MD_LINK = re.compile(r"\[([^\]]*)\]\(((?:\.\./|\./)?(?:chapters/)?[\w-]+)\.(?:md|ipynb)(#[\w-]+)?\)")
 EQ_LABEL = re.compile(r"(\$\$)\s*\([\w:-]+\)\s*$")
 KINDS = {"prf:algorithm": "Algorithm", "prf:proof": "Proof", "note": "Note", "warning": "Warning", "tip": "Tip"}
@@ -139,30 +132,22 @@ def context(student: bool = False) -> Book:
         text = source.read_text()
         title = re.search(r"^# (.+)$", text, re.M)
         ctx.titles[slug] = title.group(1).strip() if title else slug
-        lines = text.splitlines()
-        for i, line in enumerate(lines):
-            target = TARGET.match(line)
-            if target:  # (label)= above a heading
-                heading = next((x for x in lines[i + 1 : i + 3] if x.startswith("#")), "")
-                ctx.labels[target.group(1)] = (slug, heading.lstrip("#").strip() or ctx.titles[slug])
+        lines = text.split("\n")
+        for i, label in myst.targets(text):  # (label)= above a heading
+            heading = next((x for x in lines[i + 1 : i + 3] if x.startswith("#")), "")
+            ctx.labels[label] = (slug, heading.lstrip("#").strip() or ctx.titles[slug])
         counts: dict[str, int] = {}
-        for i, line in enumerate(lines):
-            opened = OPEN.match(line)
-            if opened:
-                label = next((OPTION.match(x).group(2) for x in lines[i + 1 : i + 6] if OPTION.match(x)
-                              and OPTION.match(x).group(1) == "label"), None)  # fmt: skip
-                name = opened.group(3)
-                kind = name.split(":")[-1].capitalize()
-                if name.startswith("prf:") and name != "prf:proof":  # numbered as sphinx-proof does: per kind
-                    counts[kind] = counts.get(kind, 0) + 1
-                    chapter = ctx.numbers.get(slug)
-                    number = f"{chapter}.{counts[kind]}" if chapter else str(counts[kind])
-                    if label:
-                        ctx.labels[label] = (slug, f"{kind} {number}")
-                        ctx.titles_of[label] = opened.group(4).strip()
-                elif label:
-                    title = opened.group(4).strip()
-                    ctx.labels[label] = (slug, f"{kind} ({title})" if title else kind)
+        for block in myst.directives(text):
+            kind = block.name.split(":")[-1].capitalize()
+            if block.name.startswith("prf:") and block.name != "prf:proof":  # numbered as sphinx-proof: per kind
+                counts[kind] = counts.get(kind, 0) + 1
+                chapter = ctx.numbers.get(slug)
+                number = f"{chapter}.{counts[kind]}" if chapter else str(counts[kind])
+                if block.label:
+                    ctx.labels[block.label] = (slug, f"{kind} {number}")
+                    ctx.titles_of[block.label] = block.arg
+            elif block.label:
+                ctx.labels[block.label] = (slug, f"{kind} ({block.arg})" if block.arg else kind)
     return ctx
 
 
@@ -205,7 +190,7 @@ def convert_inline(text: str, ctx: Book, slug: str, cited: list[str]) -> str:
             return f"[{text or ctx.titles[target]}]({_link(target, anchor, ctx)})"
         return f"[{text or target}]({ctx.base_url}{target}.html{'#' + anchor if anchor else ''})"
 
-    return MD_LINK.sub(link, ROLE.sub(role, text))
+    return MD_LINK.sub(link, myst.ROLE.sub(role, text))
 
 
 @dataclass
@@ -216,29 +201,10 @@ class Converted:
     answers_after: list[str]  # exercise numbers, one per chunk boundary
 
 
-def _directive_block(lines: list[str], start: int) -> tuple[str, str, dict, list[str], int]:
-    """Return (name, argument, options, body lines, index after the block) of the directive opening at `start`."""
-    m = OPEN.match(lines[start])
-    fence, name, arg = m.group(2), m.group(3), m.group(4).strip()
-    i, options = start + 1, {}
-    while i < len(lines) and OPTION.match(lines[i].strip()):
-        key, value = OPTION.match(lines[i].strip()).groups()
-        options[key] = value
-        i += 1
-    body = []
-    while i < len(lines) and lines[i].strip() != fence:
-        body.append(lines[i])
-        i += 1
-    if i >= len(lines):
-        raise ValueError(f"unclosed directive {{{name}}} (fence {fence!r})")
-    return name, arg, options, body, i + 1
-
-
 AUTOGRADED_NOTE = (
     "*This exercise is autograded: its solution and its tests belong to the instructor's build of the assignment "
     "(`make assignments`), and no published page or notebook shows them.*"
 )
-CODE_BLOCK = re.compile(r"^```(?:\{code-block\} python|python)[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)^```\s*$", re.M | re.S)
 
 
 def solution_parts(body: str) -> tuple[str, list[tuple[str, bool]], str]:
@@ -251,23 +217,23 @@ def solution_parts(body: str) -> tuple[str, list[tuple[str, bool]], str]:
     import ast
 
     code, tests, rest = "", [], []
-    last = 0
-    for m in CODE_BLOCK.finditer(body):
-        rest.append(body[last : m.start()])
-        last = m.end()
-        options, source = m.group(1), m.group(2).rstrip("\n")
-        caption = re.search(r":caption:\s*(.*)", options)
-        if caption and "autograder tests" in caption.group(1).lower():
-            hidden = "hidden" in caption.group(1).lower()
-            for node in ast.parse(source).body:
+    lines, last = body.split("\n"), 0
+    for block in myst.blocks(body):
+        if not block.is_python or block.name == "code-cell":
+            continue
+        rest += lines[last : block.start]
+        last = block.end
+        caption = block.options.get("caption", "")
+        if "autograder tests" in caption.lower():
+            for node in ast.parse(block.body).body:
                 if isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
-                    tests.append((ast.get_source_segment(source, node), hidden))
-        elif not code and m.group(0).startswith("```python"):
-            code = source
+                    tests.append((ast.get_source_segment(block.body, node), "hidden" in caption.lower()))
+        elif not code and not block.name:
+            code = block.body.rstrip("\n")
         else:
-            rest.append(m.group(0))
-    rest.append(body[last:])
-    return code, tests, "".join(rest).strip()
+            rest += lines[block.start : block.end]
+    rest += lines[last:]
+    return code, tests, "\n".join(rest).strip()
 
 
 def public_solution(body: str) -> str:
@@ -280,18 +246,8 @@ def public_solution(body: str) -> str:
 
 def public_myst(text: str) -> str:
     """Return MyST text with every autograded solution's code and tests removed (the published editions)."""
-    lines, out, i = text.splitlines(), [], 0
-    while i < len(lines):
-        if OPEN.match(lines[i]):
-            name, arg, options, body, end = _directive_block(lines, i)
-            if name == "solution":
-                head = lines[i : i + 1 + len(options)]
-                out += [*head, "", *public_solution("\n".join(body)).splitlines(), lines[end - 1]]
-                i = end
-                continue
-        out.append(lines[i])
-        i += 1
-    return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+    solutions = myst.directives(text, "solution")
+    return myst.replace_blocks(text, {b.start: myst.render_block(b, public_solution(b.body)) for b in solutions})
 
 
 def pyobject_source(path: Path, name: str) -> str:
@@ -332,7 +288,7 @@ class Converter:
 
     def render(self, text: str) -> Converted:
         """Return the plain Markdown of one MyST cell."""
-        lines, out, chunks, answers = text.splitlines(), [], [], []
+        lines, out, chunks, answers = text.split("\n"), [], [], []
         plain: list[str] = []  # consecutive prose lines: roles and links may span them
 
         def flush() -> None:
@@ -340,45 +296,37 @@ class Converter:
                 out.append(self.inline("\n".join(plain)))
                 plain.clear()
 
-        i, skipping = 0, False
+        by_start = {b.start: b for b in myst.blocks(text)}
+        targets = dict(myst.targets(text))
+        spoilers = {s.start: s for s in myst.spoilers(text)}
+        closing = {s.end - 1 for s in spoilers.values()}
+        i = 0
         while i < len(lines):
             line = lines[i]
-            if SPOILER_OPEN.match(line.strip()) or SPOILER_CLOSE.match(line.strip()):
+            if i in spoilers or i in closing:  # the markers go; the answer stays, except for students
                 flush()
-                skipping = self.student and bool(SPOILER_OPEN.match(line.strip()))
+                i = spoilers[i].end if (self.student and i in spoilers) else i + 1
+                continue
+            if i in targets:
+                flush()
+                out.append(f'<a id="{targets[i]}"></a>')
                 i += 1
                 continue
-            if skipping:
-                i += 1
-                continue
-            target = TARGET.match(line)
-            if target:
+            if i in by_start:
                 flush()
-                out.append(f'<a id="{target.group(1)}"></a>')
-                i += 1
-                continue
-            if OPEN.match(line):
-                flush()
-                name, arg, options, body, i = _directive_block(lines, i)
-                block, answer = self.directive(name, arg, options, "\n".join(body))
-                if block is not None:
-                    out.append(block)
+                block = by_start[i]
+                if not block.is_directive:  # a plain code block: copied as it is
+                    out += lines[block.start : block.end]
+                    i = block.end
+                    continue
+                rendered, answer = self.directive(block.name, block.arg, block.options, block.body)
+                if rendered is not None:
+                    out.append(rendered)
                 if answer:
                     chunks.append("\n".join(out).strip("\n"))
                     answers.append(answer)
                     out = []
-                continue
-            fence = PLAIN_FENCE.match(line)
-            if fence:  # a plain code block: copied as it is
-                flush()
-                out.append(line)
-                i += 1
-                while i < len(lines) and not lines[i].strip().startswith(fence.group(2)):
-                    out.append(lines[i])
-                    i += 1
-                if i < len(lines):
-                    out.append(lines[i])
-                i += 1
+                i = block.end
                 continue
             plain.append(EQ_LABEL.sub(r"\1", line))
             i += 1

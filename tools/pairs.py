@@ -8,7 +8,6 @@ python -m tools.pairs format [chapters/<slug>.md ...]   # ruff-format every code
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import subprocess
 import sys
@@ -63,10 +62,6 @@ def sync(source: Path) -> None:
     notebooks.write_notebook(notebooks.convert(source.stem, source=source), source.with_suffix(".ipynb"))
 
 
-# A code cell: its fence line, then its options (`:key: value` lines or a `---` YAML block), then its code.
-CODE_CELL = re.compile(r"(```\{code-cell\}[^\n]*\n(?:(?::[^\n]*\n)+|---\n.*?\n---\n)?\n?)(.*?)(\n```)", re.DOTALL)
-# Python shown as text (solutions, autograder tests): ```python or ```{code-block} python with its options.
-CODE_BLOCK = re.compile(r"(```(?:python|\{code-block\} python)[^\n]*\n(?::[^\n]*\n)*\n?)(.*?)(\n```)", re.DOTALL)
 CELL_COLUMNS = 88  # code cells are read in a notebook column, narrower than lib's 120
 
 
@@ -114,9 +109,15 @@ def format_cell(code: str) -> str:
 
 
 def format_source(text: str) -> str:
-    """Return MyST notebook text with every code cell and Python code block ruff-formatted."""
-    text = CODE_CELL.sub(lambda m: m.group(1) + format_cell(m.group(2)) + m.group(3), text)
-    return CODE_BLOCK.sub(lambda m: m.group(1) + format_cell(m.group(2)) + m.group(3), text)
+    """Return MyST notebook text with every code cell and Python code block (at any depth) ruff-formatted."""
+    from tools import myst
+
+    lines = text.split("\n")
+    spans = {
+        (b.body_start, b.body_end): format_cell("\n".join(lines[b.body_start : b.body_end]))
+        for b in myst.code_blocks(text)
+    }
+    return myst.replace_lines(text, spans)
 
 
 def main(argv: list[str] | None = None) -> int:

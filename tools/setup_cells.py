@@ -10,14 +10,13 @@ address is configured) at the ref the launch buttons open (`repository.branch`, 
 
 from __future__ import annotations
 
-import re
 import sys
 import tomllib
 
 import nbformat
 import yaml
 
-from tools import book, pairs
+from tools import book, myst, pairs
 
 SETUP_TEMPLATE = """\
 # Setup: on Colab or Binder, install the book's library `lib` when it is missing.
@@ -38,7 +37,6 @@ except ImportError:
             "`!pip install ...`), then run this cell again."
         ) from None
     import lib"""
-FIRST_CODE_CELL = re.compile(r"```\{code-cell\}[^\n]*\n((?::[^\n]*\n)*)\n?(.*?)\n```", re.DOTALL)
 
 
 def version() -> str:
@@ -61,9 +59,9 @@ def setup_source(ref: str | None = None) -> str:
 def problems(source) -> list[str]:
     """Return what is wrong with the setup cell and Colab metadata of a chapter source."""
     text = source.read_text()
-    match = FIRST_CODE_CELL.search(text)
+    cells = myst.code_cells(text)
     out = []
-    if not match or match.group(2).strip() != setup_source():
+    if not cells or cells[0].body.strip() != setup_source():
         out.append(
             f"{source.name}: the first code cell is not the setup cell (run `python -m tools.setup_cells write`)"
         )
@@ -77,10 +75,10 @@ def problems(source) -> list[str]:
 def write(source) -> bool:
     """Rewrite the setup cell and GPU metadata of `source`; return True when it changed."""
     text = source.read_text()
-    match = FIRST_CODE_CELL.search(text)
+    cells = myst.code_cells(text)
     new = text
-    if match and "import lib" in match.group(2):
-        new = text[: match.start(2)] + setup_source() + text[match.end(2) :]
+    if cells and "import lib" in cells[0].body:
+        new = myst.replace_lines(text, {(cells[0].body_start, cells[0].body_end): setup_source()})
     if new != text:
         source.write_text(new)
     pairs.sync(source)

@@ -11,19 +11,16 @@ branch, which the publishing workflow fills with these notebooks). Exercises kee
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 
 import nbformat
 import yaml
 
-from tools import book, build, notebooks, setup_cells
+from tools import book, build, myst, notebooks, setup_cells
 
 STUDENT = book.BUILD / "student"
 STUDENT_REF = "student"  # the branch the workflow publishes the student notebooks on
-OPEN_SOLUTION = re.compile(r"^(\s*)(`{3,}|:{3,})\{solution(?:-start)?\}")
-SPOILER = re.compile(r"^<!--\s*spoiler(?::[^>]*)?-->\s*\n.*?^<!--\s*/spoiler\s*-->\s*\n?", re.M | re.S)
 
 INSTRUCTORS_PAGE = """# For instructors
 
@@ -42,20 +39,8 @@ STUDENT_INTRO = {
 
 
 def strip_solutions(text: str) -> str:
-    """Return MyST text without its `{solution}` directives and without its spoiler blocks."""
-    out, fence = [], None
-    for line in text.splitlines(keepends=True):
-        if fence is None:
-            match = OPEN_SOLUTION.match(line)
-            if match:
-                fence = match.group(2)
-                continue
-            out.append(line)
-        elif line.strip() == fence:
-            fence = None
-    if fence is not None:
-        raise ValueError(f"unclosed {{solution}} directive (fence {fence!r})")
-    return re.sub(r"\n{3,}", "\n\n", SPOILER.sub("", "".join(out)))
+    """Return MyST text without its `{solution}` directives and without its spoiler blocks (`tools.myst`)."""
+    return myst.without(text)
 
 
 def strip_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
