@@ -692,7 +692,11 @@ def width_measures(study: dict[tuple[str, int], SizeSearch], sizes: dict[str, in
     * `grow_s2s`, `grow_next`: minimum fitting width at n_hi minus at n_lo, per task, counted only when a
       width of the grid fits at both lengths (else 0: no growth was measured; a model whose FFN does
       nothing fits at no width, and must not read as one that needs more width than the grid);
-    * `contrast`: grow_s2s - grow_next.
+    * `contrast`: grow_s2s - grow_next;
+    * `share_s2s`: how much the FFN's share of the seq2seq labels (best width minus width 0, a fraction) grows
+      from n_lo to n_hi, in labels of the n_hi set; `share_contrast`: the same growth minus next-token's, in the
+      same units. Both are 0 when the FFN's width does nothing (the knock-outs), and smoother than the minimum
+      width, which a single label short at one width can move by a grid step.
     """
     ns = sorted({n for _, n in study})
     lo, hi = ns[0], ns[-1]
@@ -703,10 +707,22 @@ def width_measures(study: dict[tuple[str, int], SizeSearch], sizes: dict[str, in
         found = a.min_width < a.censored and b.min_width < b.censored
         return float(b.min_width - a.min_width) if found else 0.0
 
+    def share(task: str) -> float:  # growth of the FFN's share of the labels, a fraction
+        return ffn_gain(study[task, hi], 1) - ffn_gain(study[task, lo], 1)
+
     grow = {t: growth(t) for t in sizes}
-    out = {"gain_s2s": ffn_gain(study[s2s, hi], sizes[s2s] * hi), "grow_s2s": grow[s2s]}
+    labels_hi = sizes[s2s] * hi
+    out = {
+        "gain_s2s": ffn_gain(study[s2s, hi], labels_hi),
+        "grow_s2s": grow[s2s],
+        "share_s2s": share(s2s) * labels_hi,
+    }
     if nxt in grow:  # a study of seq2seq alone (the knock-out tests) has no next-token arm
-        out |= {"grow_next": grow[nxt], "contrast": grow[s2s] - grow[nxt]}
+        out |= {
+            "grow_next": grow[nxt],
+            "contrast": grow[s2s] - grow[nxt],
+            "share_contrast": (share(s2s) - share(nxt)) * labels_hi,
+        }
     return out
 
 

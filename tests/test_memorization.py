@@ -253,6 +253,26 @@ def test_ffn_knockout_fails_the_ffn_claims(tiny_studies, knockout, monkeypatch):
     """The FFN claims hold with the FFN and fail with its width removed (masked to 0, or mask ignored)."""
     with_ffn, without = tiny_studies[None], tiny_studies[knockout]
     print(f"with the FFN {with_ffn}; knock-out {knockout}: {without}")
-    for key in ("gain_s2s", "grow_s2s"):  # the chapter's checks, at their nulls
+    for key in ("gain_s2s", "grow_s2s", "share_s2s"):  # the chapter's checks, at their nulls
         assert _holds(monkeypatch, key, with_ffn[key], at_least=1), (key, with_ffn)
         assert not _holds(monkeypatch, key, without[key], at_least=1), (key, without)
+
+
+def test_width_measures_by_hand():
+    S = mz.SizeSearch
+    study = {
+        ("seq2seq", 4): S(2, 64, {0: 0.75, 2: 1.0, 8: 1.0}, 10),
+        ("seq2seq", 16): S(8, 64, {0: 0.5, 2: 0.75, 8: 1.0}, 10),
+        ("next-token", 4): S(2, 64, {0: 0.5, 2: 1.0, 8: 1.0}, 10),
+        ("next-token", 16): S(64, 64, {0: 0.25, 2: 0.5, 8: 0.5}, 10),  # nothing fits: no growth counted
+    }
+    m = mz.width_measures(study, {"seq2seq": 4, "next-token": 8})
+    # 64 seq2seq labels at n = 16; shares: seq2seq 0.25 -> 0.5, next-token 0.5 -> 0.25
+    assert m == {
+        "gain_s2s": 32.0,
+        "grow_s2s": 6.0,
+        "share_s2s": 16.0,
+        "grow_next": 0.0,
+        "contrast": 6.0,
+        "share_contrast": 32.0,
+    }
