@@ -153,10 +153,12 @@ def local_losses(
     `local_heads=False`, the losses of the heads g_1..g_{L-1} are dropped (only the last head's loss is
     returned, still on detached inputs unless `detach=False`).
     """
+    # {prf:ref}`e2e-ib-def-training`: E2E, one loss l_CE(g_L(T_L), Y) over every parameter
     if mode == "e2e":
         return [F.cross_entropy(net(x), y)]
     if mode not in MODES:
         raise ValueError(f"unknown training mode {mode!r}; choose one of {MODES}")
+    # layer-wise: l_CE(g_l(f_l(sg(T_{l-1}))), Y) for every l; deep supervision: the same without sg
     reps = net.representations(x, detach_inputs=detach and mode in ("layerwise", "sequential"))
     if not local_heads:
         return [F.cross_entropy(net.heads[-1](reps[-1]), y)]
