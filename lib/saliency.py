@@ -652,4 +652,6 @@ def malicious_experiment(
             sc = score_examples(bad, X[hit], y[hit], ref, pot)
             out["rank_z"].append(detection_rank(sc.rank_z, int(f)).numpy())
             out["rank_pot"].append(detection_rank(sc.rank_pot, int(f)).numpy())
-    return {k: np.concatenate(v) if k in ("rank_z", "rank_pot") else np.array(v) for k, v in out.items()}
+    # Ranks are empty when no planted filter causes `plant_min_errors` new errors (an untrained model: the smoke run)
+    ranks = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in out.items() if k.startswith("rank")}
+    return {**{k: np.array(v) for k, v in out.items()}, **ranks}
