@@ -363,10 +363,9 @@ class Converter:
         if name == "literalinclude":  # the mechanism's code, shown from lib itself (one source)
             path = (book.ROOT / "chapters" / arg).resolve()
             code = pyobject_source(path, options["pyobject"]) if "pyobject" in options else path.read_text()
-            where = path.relative_to(book.ROOT).as_posix() + (
-                f", `{options['pyobject']}`" if "pyobject" in options else ""
-            )
-            caption = options.get("caption") or f"From `{where}`"
+            where = f"`{path.relative_to(book.ROOT).as_posix()}`"
+            where += f", `{options['pyobject']}`" if "pyobject" in options else ""
+            caption = options.get("caption") or f"From {where}"
             return f"*{self.inline(caption)}*\n\n```python\n{code.rstrip()}\n```", ""
         if name == "bibliography":  # the chapter's reference list: every work cited above it
             self.listed = True
@@ -478,8 +477,10 @@ def leftovers(nb: nbformat.NotebookNode) -> list[str]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
             continue
-        for pattern in MYST_LEFTOVERS:
-            if pattern in cell.source:
+        code = {j for b in myst.blocks(cell.source) if not b.is_directive for j in range(b.start, b.end)}
+        prose = "\n".join(line for j, line in enumerate(cell.source.split("\n")) if j not in code)
+        for pattern in MYST_LEFTOVERS:  # in the prose: code shown from lib may quote MyST in its comments
+            if pattern in prose:
                 found.append(f"cell {i}: {pattern!r}")
         if re.search(r"\]\([^)]*\.md(#[^)]*)?\)", cell.source):
             found.append(f"cell {i}: a link to a .md source")
