@@ -653,5 +653,7 @@ def malicious_experiment(
             out["rank_z"].append(detection_rank(sc.rank_z, int(f)).numpy())
             out["rank_pot"].append(detection_rank(sc.rank_pot, int(f)).numpy())
     # Ranks are empty when no planted filter causes `plant_min_errors` new errors (an untrained model: the smoke run)
-    ranks = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in out.items() if k.startswith("rank")}
-    return {**{k: np.array(v) for k, v in out.items()}, **ranks}
+    return {
+        k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) if k.startswith("rank") else np.array(v)
+        for k, v in out.items()
+    }
