@@ -131,7 +131,7 @@ def run_job(slug: str, source: str, profile: str, seed: int, timeout: int, threa
         scripted.write_text(script.to_script(Path(source), seed))
         row = script.run_script(scripted, slug, profile, None, None)
         row.update(seed=seed, commit=execute.git_commit())
-    row.update(seed=seed, key=book.study_key(Path(source), profile, seed))
+    row.update(seed=seed, key=book.study_key(Path(source), profile, seed), commit=code_commit(Path(source)))
     return slim(row)
 
 
@@ -174,6 +174,19 @@ def dirty_files(chapters: list[tuple[str, Path]]) -> list[str]:
     if out.returncode != 0:
         return []  # not a git checkout (an unpacked release): nothing to compare with
     return [line[3:] for line in out.stdout.splitlines() if line.strip()]
+
+
+def code_commit(source: Path) -> str:
+    """Return the last commit that changed what a chapter's study key covers (its code cells, the lib modules
+    they import, the requirements): the commit a study of the chapter is a study of ("-dirty" when uncommitted)."""
+    import subprocess
+
+    files = [str(p.relative_to(book.ROOT)) for p in book.study_files(source)]
+    log = subprocess.run(
+        ["git", "log", "-1", "--format=%h", "--", *files], cwd=book.ROOT, capture_output=True, text=True
+    )
+    commit = log.stdout.strip() or "unknown"
+    return commit + ("-dirty" if dirty_files([(source.stem, source)]) else "")
 
 
 def local_slots(profile: str, jobs: int) -> tuple[list[int | None], int]:
