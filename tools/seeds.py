@@ -167,13 +167,15 @@ def dirty_files(chapters: list[tuple[str, Path]]) -> list[str]:
     """Return the files of the chapters' study keys that differ from the commit (a study refuses them)."""
     import subprocess
 
-    files = sorted({str(p.relative_to(book.ROOT)) for _, source in chapters for p in book.study_files(source)})
+    paths = {p for _, source in chapters for p in book.study_files(source)}
+    outside = sorted(str(p) for p in paths if not p.is_relative_to(book.ROOT))
+    files = sorted(str(p.relative_to(book.ROOT)) for p in paths if p.is_relative_to(book.ROOT))
     out = subprocess.run(
         ["git", "status", "--porcelain", "--", *files], cwd=book.ROOT, capture_output=True, text=True, check=False
     )
     if out.returncode != 0:
-        return []  # not a git checkout (an unpacked release): nothing to compare with
-    return [line[3:] for line in out.stdout.splitlines() if line.strip()]
+        return outside  # not a git checkout (an unpacked release): nothing to compare with
+    return outside + [line[3:] for line in out.stdout.splitlines() if line.strip()]
 
 
 def code_commit(source: Path) -> str:
@@ -181,7 +183,9 @@ def code_commit(source: Path) -> str:
     they import, the requirements): the commit a study of the chapter is a study of ("-dirty" when uncommitted)."""
     import subprocess
 
-    files = [str(p.relative_to(book.ROOT)) for p in book.study_files(source)]
+    if not source.resolve().is_relative_to(book.ROOT):
+        return "outside the repository"
+    files = [str(p.relative_to(book.ROOT)) for p in book.study_files(source) if p.is_relative_to(book.ROOT)]
     log = subprocess.run(
         ["git", "log", "-1", "--format=%h", "--", *files], cwd=book.ROOT, capture_output=True, text=True
     )
@@ -231,8 +235,8 @@ def study(
             ):
                 continue
             todo.append((slug, source, seed))
-    dirty = dirty_files(sorted({(slug, source) for slug, source, _ in todo}))
-    if dirty and not opts.allow_dirty:
+    dirty = [] if getattr(opts, "allow_dirty", False) else dirty_files(sorted({(s, p) for s, p, _ in todo}))
+    if dirty:
         raise SystemExit(
             "error: a study runs on committed code (its record names the commit); commit or stash: " + ", ".join(dirty)
         )
