@@ -117,17 +117,25 @@ def test_a_wrong_answer_fails_the_right_test_with_a_readable_message(built_assig
     assert score < possible and "two of five entries lie beyond 3 in absolute value" in output
 
 
-@pytest.mark.book
-@pytest.mark.parametrize("slug", AUTOGRADED)
-def test_no_hidden_test_or_solution_reaches_a_student(built_assignments, student_edition, slug):
-    hidden = [re.search(r"def (\w+)", src).group(1) for q in assignments.questions(slug) for src, h in q.tests if h]
+def secrets(slug: str, hidden_only: bool) -> tuple[list[str], set[str]]:
+    """Return the names of a chapter's autograder tests (the hidden ones only, or all) and the distinctive lines
+    of its autograded solutions: what no published or student artefact may show."""
+    qs = assignments.questions(slug)
+    tests = [re.search(r"def (\w+)", src).group(1) for q in qs for src, h in q.tests if h or not hidden_only]
     solution_lines = {
         line.strip()
-        for q in assignments.questions(slug)
+        for q in qs
         if q.autograded
         for line in re.findall(r"# BEGIN SOLUTION\n(.*?)# END SOLUTION", q.solution_code, re.S)[0].splitlines()
         if len(line.strip()) > 12
     }
+    return tests, solution_lines
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("slug", AUTOGRADED)
+def test_no_hidden_test_or_solution_reaches_a_student(built_assignments, student_edition, slug):
+    hidden, solution_lines = secrets(slug, hidden_only=True)
     for path in [
         built_assignments / slug / "dist" / "student" / f"{slug}.ipynb",
         student_edition / "notebooks" / f"{slug}.ipynb",
@@ -144,14 +152,7 @@ def test_no_hidden_test_or_solution_reaches_a_student(built_assignments, student
 def test_published_editions_hold_no_hidden_test(built_book, slug):
     """The reader edition (its HTML and downloadable source) and the Colab notebook never show an autograded
     solution's code or any autograder test; the written exercises' solutions stay (self-study readers need them)."""
-    tests = [re.search(r"def (\w+)", src).group(1) for q in assignments.questions(slug) for src, _ in q.tests]
-    solution_lines = {
-        line.strip()
-        for q in assignments.questions(slug)
-        if q.autograded
-        for line in re.findall(r"# BEGIN SOLUTION\n(.*?)# END SOLUTION", q.solution_code, re.S)[0].splitlines()
-        if len(line.strip()) > 12
-    }
+    tests, solution_lines = secrets(slug, hidden_only=False)
     for path in [
         built_book.html / "chapters" / f"{slug}.html",
         built_book.html / "_sources" / "chapters" / f"{slug}.ipynb",

@@ -190,15 +190,20 @@ def test_every_study_is_at_the_chapters_code():
     assert not stale, f"studies stale for their chapter's code (seeds): {stale}; run `make seeds` and commit reports/"
 
 
+def executed_and_studied(built_book, slug: str) -> tuple[dict, dict]:
+    """Return a chapter's row of this build's execution report and its checks in the recorded study, by name."""
+    row = built_book.report.get(slug)
+    assert row is not None, f"{slug} missing from the execution report"
+    return row, {r["claim"]: r for r in seeds.summary(seeds.load_record(seeds.record_path("quick")), [slug])}
+
+
 @pytest.mark.book
 @pytest.mark.parametrize("slug", book.chapter_slugs())
 def test_every_quick_threshold_is_derived_from_the_study(built_book, slug):
     """Each check's threshold in this build is what lib.checks.threshold gives from the record and its null."""
     from lib import checks
 
-    row = built_book.report.get(slug)
-    assert row is not None, f"{slug} missing from the execution report"
-    studied = {r["claim"]: r for r in seeds.summary(seeds.load_record(seeds.record_path("quick")), [slug])}
+    row, studied = executed_and_studied(built_book, slug)
     for c in row["claims"]:
         if c["outcome"] == "not run" or slug in seeds.STUDY_PENDING:
             continue
@@ -212,9 +217,7 @@ def test_every_quick_threshold_is_derived_from_the_study(built_book, slug):
 @pytest.mark.parametrize("slug", book.chapter_slugs())
 def test_every_quick_claim_has_a_seed_study(built_book, slug):
     """Staleness: each claim a chapter checks in the quick profile has >= 8 seeds in reports/seeds-quick.json."""
-    row = built_book.report.get(slug)
-    assert row is not None, f"{slug} missing from the execution report"
-    studied = {r["claim"]: r for r in seeds.summary(seeds.load_record(seeds.record_path("quick")), [slug])}
+    row, studied = executed_and_studied(built_book, slug)
     how = f"run the study: `make seeds C={slug}` (or `python -m tools.seeds --chapter {slug}`) and commit reports/"
     if slug in seeds.STUDY_PENDING:  # declared pending: listed on the robustness page; the entry must still be true
         n = min((r["checked"] for r in studied.values()), default=0)
