@@ -62,17 +62,18 @@ def public_objects(name: str) -> list[tuple[str, object]]:
     return out
 
 
-def explained_in(obj, labels: dict[str, tuple[str, str]], titles: dict[str, str]) -> str:
-    """Return where `obj` is explained: the chapter (and box) its comments reference, as a MyST link."""
+def explained_in(obj, ctx) -> str:
+    """Return where `obj` is explained: the statement its comments reference (a MyST reference) and its chapter."""
     try:
         source = inspect.getsource(obj)
     except (OSError, TypeError):
         return ""
     found = []
     for label in dict.fromkeys(LABEL_REF.findall(source)):
-        if label in labels:
-            slug, text = labels[label]
-            found.append(f"[{text}](chapters/{slug}.md#{label}) ({titles.get(slug, slug)})")
+        if label in ctx.labels:
+            slug = ctx.labels[label][0]
+            role = "prf:ref" if label in ctx.titles_of else "ref"
+            found.append(f"{{{role}}}`{label}` ({ctx.titles.get(slug, slug)})")
     return "; ".join(found)
 
 
@@ -98,6 +99,6 @@ def render() -> str:
         for attr, obj in rows:
             kind = "class " if inspect.isclass(obj) else ""
             what = _first_line(obj).replace("|", "\\|")
-            where = explained_in(obj, ctx.labels, ctx.titles)
+            where = explained_in(obj, ctx)
             out.append(f"| {kind}`{attr}{_signature(obj) if not kind else ''}` | {what} | {where or '–'} |")
     return "\n".join(out) + "\n"

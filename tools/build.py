@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         from tools import pdf
 
         if pdf.chromium():
-            out = pdf.print_pdf(pdf.single_page(), book.STAGE / "_build" / "html" / pdf.PDF_NAME)
+            html = book.STAGE / "_build" / "html"
+            out = pdf.print_pdf(html, html / pdf.PDF_NAME)
             print(f"PDF: {out}")
         else:
             print("note: no Chromium here, so no PDF of the book (Debian: apt-get install chromium)")
