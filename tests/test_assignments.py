@@ -218,7 +218,7 @@ def test_autograder_zip_grades_in_a_clean_environment(built_assignments, tmp_pat
     )
 
     def graded(notebook) -> dict:
-        out = tmp_path / f"out-{notebook.stem}"
+        out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
         out.mkdir()
         run = subprocess.run([venv / "bin" / "otter", "run", "-a", zip_file, "-o", out, notebook], cwd=tmp_path,
                              env=clean, capture_output=True, text=True, timeout=900)  # fmt: skip

@@ -177,9 +177,25 @@ def study_key(source: Path, profile: str, seed: int) -> str:
     digest.update(json.dumps([code_form(c) for c in cells]).encode())
     for path in lib_closure("\n".join(cells)):
         digest.update(f"{path.name}\n{code_form(path.read_text())}".encode())
-    _hash_files(digest, [ROOT / "requirements.txt"])
+    digest.update(json.dumps(runtime_pins()).encode())
     digest.update(json.dumps([profile, seed]).encode())
     return digest.hexdigest()
+
+
+def runtime_pins() -> list[str]:
+    """Return the pins of `requirements.txt` for the packages `lib` depends on (pyproject's dependencies): what a
+    chapter's numbers can depend on. A pin of the book's tooling (Jupyter Book, pytest, pypdf) stales no study."""
+    import re
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[=<>\[ ;]", d)[0].lower() for d in deps}
+    pins = []
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and re.split(r"[=<>\[ ;]", line)[0].lower() in names:
+            pins.append(line)
+    return sorted(pins)
 
 
 def study_files(source: Path) -> list[Path]:
