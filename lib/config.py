@@ -8,7 +8,7 @@ Explained in chapter "Using this book". Pattern::
         steps: int = 300     # training steps
         PRESETS = {"quick": {}, "full": {"d": 256, "steps": 5000}}
 
-    cfg = HijackConfig.for_profile(run.profile)   # prints the sizes
+    cfg = HijackConfig.for_profile(run.profile)   # prints one line: the sizes a profile sets
 """
 
 from __future__ import annotations
@@ -34,6 +34,15 @@ def smoke_caps(name: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text()).get(name, {})
 
 
+def _default(field: dataclasses.Field) -> Any:
+    """Return a dataclass field's default (None when it has none)."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Base class of experiment configs; subclasses are frozen dataclasses with `PRESETS`."""
@@ -54,7 +63,7 @@ class Config:
         caps = smoke_caps(cls.__name__) if profile == "full" else {}
         cfg = cls(**{**cls.PRESETS[profile], **caps, **overrides})
         if show:
-            print(cfg.describe(profile) + (f"\n  (smoke run: capped {caps})" if caps else ""))
+            print(cfg.line(profile, overrides=overrides, caps=caps))
         return cfg
 
     def replace(self, **changes: Any):
@@ -74,8 +83,31 @@ class Config:
         blob = json.dumps([type(self).__name__, self.as_dict()], sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    def line(self, profile: str, *, overrides: dict[str, Any] | None = None, caps: dict[str, Any] | None = None) -> str:
+        """Return one line: the fields a profile sets (with the other profiles' values), then what differs from the
+        defaults because the caller set it, then the smoke run's caps; e.g.
+        ``HijackConfig [quick]: d=64 (full 256), steps=300 (full 5000); set here: lr=0.01``."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        defaults = {k: _default(f) for k, f in fields.items()}
+        sized = dict.fromkeys(k for preset in self.PRESETS.values() for k in preset)
+        parts = []
+        for k in sized:
+            others = ", ".join(f"{p} {self.PRESETS[p].get(k, defaults[k])!r}" for p in self.PRESETS if p != profile)
+            parts.append(f"{k}={getattr(self, k)!r}" + (f" ({others})" if others else ""))
+        here = [
+            f"{k}={v!r}"
+            for k, v in (overrides or {}).items()
+            if k not in sized and v != defaults[k] and k not in (caps or {})
+        ]
+        line = f"{type(self).__name__} [{profile}]: " + (", ".join(parts) or "the defaults")
+        if here:
+            line += "; set here: " + ", ".join(here)
+        if caps:
+            line += "; smoke run capped " + ", ".join(f"{k}={v!r}" for k, v in caps.items())
+        return line
+
     def describe(self, profile: str | None = None) -> str:
-        """Return a readable table of the fields."""
+        """Return a readable table of every field (`print(cfg.describe())` shows them all)."""
         head = f"{type(self).__name__}" + (f" [{profile}]" if profile else "")
         width = max((len(f.name) for f in dataclasses.fields(self)), default=0)
         rows = [f"  {f.name:<{width}} = {getattr(self, f.name)!r}" for f in dataclasses.fields(self)]

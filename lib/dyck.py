@@ -312,7 +312,7 @@ def layer1_uniform(seqs: Tensor, k: int) -> Tensor:
     The value of the start token is (1, 0) and that of a bracket is (0, +-1). Without a start token
     in the sequence the first coordinate is 0 everywhere: the position signal is gone.
     """
-    # {prf:ref}`dyck-no-pe-lem-position`: uniform causal attention, the start token's value carries 1/(i+1)
+    # [dyck-no-pe-lem-position]: uniform causal attention, the start token's value carries 1/(i+1)
     seqs = torch.as_tensor(seqs)
     s, _, _ = _bracket_signs(seqs, k)
     values = torch.stack([(seqs == DyckVocab(k).bos).double(), s], dim=-1)

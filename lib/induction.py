@@ -294,7 +294,7 @@ class AssociativeMemoryTransformer(nn.Module):
 
     def forward(self, z: Tensor, return_attn: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Return logits (B, T, N) (and the two attention maps) of the hand-wired model on tokens z."""
-        # {prf:ref}`induction-heads-thm-logits`: previous-token head, induction head, then the bigram memory
+        # [induction-heads-thm-logits]: previous-token head, induction head, then the bigram memory
         if z.dim() != 2 or (self.prev_token == "absolute" and z.shape[1] > self.max_len):
             raise ValueError(f"z must have shape (B, T) with T <= {self.max_len}, got {tuple(z.shape)}")
         T = z.shape[1]

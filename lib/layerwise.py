@@ -153,7 +153,7 @@ def local_losses(
     `local_heads=False`, the losses of the heads g_1..g_{L-1} are dropped (only the last head's loss is
     returned, still on detached inputs unless `detach=False`).
     """
-    # {prf:ref}`e2e-ib-def-training`: E2E, one loss l_CE(g_L(T_L), Y) over every parameter
+    # [e2e-ib-def-training]: E2E, one loss l_CE(g_L(T_L), Y) over every parameter
     if mode == "e2e":
         return [F.cross_entropy(net(x), y)]
     if mode not in MODES:

@@ -325,7 +325,7 @@ def class_prior(counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
 
 def ala_logits(z: torch.Tensor, counts, gamma: float) -> torch.Tensor:
     """Return additively adjusted logits z_k - gamma log pi_k (ALA)."""
-    # {prf:ref}`logit-adjustment-def-adjusters`, ALA: z'_k = z_k - gamma log pi_k
+    # [logit-adjustment-def-adjusters], ALA: z'_k = z_k - gamma log pi_k
     return z - gamma * class_prior(counts).log().to(z)
 
 
@@ -333,7 +333,7 @@ def mla_logits(z: torch.Tensor, counts, gamma: float) -> torch.Tensor:
     """Return multiplicatively adjusted logits z_k pi_k^(-gamma) (MLA); additive ones under `knockout`."""
     if "additive-mla" in _KNOCKED:
         return ala_logits(z, counts, gamma)
-    # {prf:ref}`logit-adjustment-def-adjusters`, MLA: z'_k = z_k * pi_k^(-gamma)
+    # [logit-adjustment-def-adjusters], MLA: z'_k = z_k * pi_k^(-gamma)
     return z * class_prior(counts).pow(-gamma).to(z)
 
 

@@ -161,7 +161,7 @@ class LoopedTransformer(nn.Module):
             return self.block(h)[0]
         blk = self.block
         g1, a1, g2, a2 = self.modulation(0 if self.cfg.freeze_index else t)
-        # {prf:ref}`lt-def-tmlt`: h <- h + (1 + alpha_1(t)) Attn(Norm(h) (1 + gamma_1(t)))
+        # [lt-def-tmlt]: h <- h + (1 + alpha_1(t)) Attn(Norm(h) (1 + gamma_1(t)))
         a, _ = blk.attn(blk.norm_attn(h) * (1 + g1))
         h = h + (1 + a1) * a
         if blk.mlp is not None:

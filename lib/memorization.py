@@ -134,7 +134,7 @@ def token_ids(tokens: Tensor, X: Tensor, u: Tensor) -> Tensor:
 
     K exceeds every context id, so the pair (token, context) is read off the id: the skip connection
     carries x_k, the attention carries the context, and the FFN sees both: up to nN distinct ids, the
-    count behind {prf:ref}`mc-thm-seq2seq`.
+    count behind [mc-thm-seq2seq].
     """
     ctx = context_ids(tokens, X, u)
     K = int(ctx.max()) + 1
@@ -459,7 +459,7 @@ def mask_ffn(params: dict[str, Tensor], m: Tensor, n_layers: int) -> dict[str, T
     """Return `params` with the FFN hidden units where `m` (wmax,) is 0 removed: their W_1 rows and W_2 columns
     are multiplied by 0, so they contribute nothing and receive no gradient.
 
-    The FFN width is the resource of {prf:ref}`mc-thm-seq2seq`: the feed-forward network attaches a label to
+    The FFN width is the resource of [mc-thm-seq2seq]: the feed-forward network attaches a label to
     every (token, sequence) pair, so its width is what seq2seq memorisation needs more of as n grows.
     """
     p = dict(params)

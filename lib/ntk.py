@@ -129,7 +129,7 @@ def ntk_split(
     if phi1.shape[1] != head.in_features:
         raise ValueError(f"backbone gives {phi1.shape[1]} features but head expects {head.in_features}")
     eye = torch.eye(head.out_features, dtype=phi1.dtype, device=phi1.device)
-    # {prf:ref}`lp-ft-ntk-thm-decomposition`: P(x, x') = (<phi(x), phi(x')> + 1) I_C; F(x, x') = V Theta^phi V^T
+    # [lp-ft-ntk-thm-decomposition]: P(x, x') = (<phi(x), phi(x')> + 1) I_C; F(x, x') = V Theta^phi V^T
     gram = phi1 @ phi2.T + (1.0 if head.bias is not None else 0.0)
     P = gram[:, :, None, None] * eye
     names = list(select_params(backbone, names))

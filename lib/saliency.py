@@ -240,7 +240,7 @@ def filter_share(layer_of: torch.Tensor, among: torch.Tensor | None = None) -> t
 
 def pot_pvalues(S: torch.Tensor, pot: PeaksOverThreshold) -> torch.Tensor:
     """Return the POT tail probability P(S_j > s_j) of profiles S (B, filters); 1 at or below threshold."""
-    # Eq. (5) of {prf:ref}`parameter-saliency-evt-def-pot`: P(X - T > x) ~ (n / N) {1 - G(x | alpha, beta)}
+    # Eq. (5) of [parameter-saliency-evt-def-pot]: P(X - T > x) ~ (n / N) {1 - G(x | alpha, beta)}
     return torch.from_numpy(pot.tail_probability(S.to(torch.float64).cpu().numpy()))
 
 
@@ -252,7 +252,7 @@ def rank_by_zscore(z: torch.Tensor) -> torch.Tensor:
 def rank_by_pot(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """Return, per row, filter indices by increasing tail probability; ties (0 beyond a finite GPD
     endpoint, 1 below the threshold) are broken by decreasing z-score."""
-    # {prf:ref}`parameter-saliency-evt-def-pot`: increasing p_j; np.lexsort sorts by its last key first
+    # [parameter-saliency-evt-def-pot]: increasing p_j; np.lexsort sorts by its last key first
     order = np.lexsort((-z.numpy(), p.numpy()), axis=-1)
     return torch.from_numpy(order)
 

@@ -520,7 +520,7 @@ def _nb_seed(seed):
 @numba.njit(cache=True)
 def _leaf_logpred(X, n, leaf, ones, m, leaf_ptr, leaf_vars, a_var, b_var):
     """Return log p(x_n,scope(l) | data in leaf l) under the Beta-Bernoulli posterior predictive."""
-    # {prf:ref}`bayesian-spn-thm-exact`: the leaf-acceptance ratio L(z*) / L(z) is a product of these factors
+    # [bayesian-spn-thm-exact]: the leaf-acceptance ratio L(z*) / L(z) is a product of these factors
     out = 0.0
     for slot in range(leaf_ptr[leaf], leaf_ptr[leaf + 1]):
         d = leaf_vars[slot]

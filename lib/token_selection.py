@@ -397,7 +397,7 @@ def step(
     f, s = outputs(train_logits(red, state), red.h)
     if knockout == "uniform":
         return state, f, s
-    # {prf:ref}`boa-prop-reduction`: one GD step on (W, p) is one step on the token coordinates (a, M)
+    # [boa-prop-reduction]: one GD step on (W, p) is one step on the token coordinates (a, M)
     g = _token_gradient(s, red.h, f, red.y).flatten(-2).unsqueeze(-1)  # dL/dz, (R, m, 1); v = X^T g
     # W' = W - lr v p^T  <=>  M' = M - lr g a^T
     M = state.M if knockout == "frozen_W" else torch.baddbmm(state.M, g, state.a.unsqueeze(-2), alpha=-lr)

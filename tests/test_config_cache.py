@@ -23,6 +23,17 @@ def test_presets_and_overrides(capsys):
     assert ToyConfig.for_profile("full", show=False, lr=0.5).lr == 0.5
 
 
+def test_the_printed_config_is_one_line_of_what_a_profile_or_the_caller_sets(capsys):
+    ToyConfig.for_profile("quick")
+    ToyConfig.for_profile("full", lr=0.5)
+    ToyConfig.for_profile("quick", lr=0.1)  # the default: nothing to say
+    assert capsys.readouterr().out.splitlines() == [
+        "ToyConfig [quick]: n=10 (full 1000)",
+        "ToyConfig [full]: n=1000 (quick 10); set here: lr=0.5",
+        "ToyConfig [quick]: n=10 (full 1000)",
+    ]
+
+
 def test_bad_profile_and_field():
     with pytest.raises(ValueError, match="no preset for profile 'medium'"):
         ToyConfig.for_profile("medium")

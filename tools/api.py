@@ -1,8 +1,9 @@
 """The page "The library `lib`": every public function and class of `lib`, what it returns, and where it is explained.
 
 Generated at build time from `lib` itself (docstrings and signatures), so it cannot fall behind the code. A function
-is tied to the chapter that explains it by a MyST reference in its comments or docstring, e.g.
-``# Eq. (3) of {prf:ref}`spn-thm-collapsed```; a module by its docstring's "Explained in chapter ...".
+is tied to the chapter that explains it by the label of the chapter's statement, in brackets, in its comments or
+docstring, e.g. ``# Eq. (3) of [spn-thm-collapsed]`` (plain text, so the code shown on a page reads as code); a
+module by its docstring's "Explained in chapter ...".
 `tests/test_api.py` fails when such a reference names a label that its chapter does not have.
 """
 
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from tools import book
 
-LABEL_REF = re.compile(r"\{(?:prf:ref|ref|eq|numref)\}`([\w:-]+)`")
+KINDS = "thm|lem|def|prop|cor|eq|alg|rem|conj|assump|sec|fig"
+LABEL_REF = re.compile(rf"\[([a-z0-9]+(?:-[a-z0-9]+)*-(?:{KINDS})(?:-[a-z0-9]+)+)\]")
+"""A statement's label in brackets, as `lib` names the statement it computes: `[spn-thm-collapsed]`."""
 
 
 def modules() -> list[str]:
@@ -24,7 +27,7 @@ def modules() -> list[str]:
 
 
 def referenced_labels(path: Path) -> list[tuple[int, str]]:
-    """Return (line number, label) of every MyST reference in a `lib` module's text."""
+    """Return (line number, label) of every statement label (`[label]`) in a `lib` module's text."""
     return [(i, m) for i, line in enumerate(path.read_text().splitlines(), 1) for m in LABEL_REF.findall(line)]
 
 
@@ -63,7 +66,7 @@ def public_objects(name: str) -> list[tuple[str, object]]:
 
 
 def explained_in(obj, ctx) -> str:
-    """Return where `obj` is explained: the statement its comments reference (a MyST reference) and its chapter."""
+    """Return where `obj` is explained: the statement its comments name (`[label]`) and its chapter."""
     try:
         source = inspect.getsource(obj)
     except (OSError, TypeError):

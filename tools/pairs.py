@@ -70,8 +70,18 @@ def _ruff() -> str:
     return str(found) if found.exists() else (shutil.which("ruff") or "ruff")
 
 
+def _wrap(text: str, width: int, indent: str) -> list[str]:
+    """Return `text` as comment lines of at most `width` columns (words and hyphenated names never split)."""
+    prefix = f"{indent}# "
+    return textwrap.wrap(
+        text, width, initial_indent=prefix, subsequent_indent=prefix, break_long_words=False, break_on_hyphens=False
+    ) or [prefix.rstrip()]
+
+
 def wrap_comments(code: str, width: int = CELL_COLUMNS) -> str:
-    """Wrap comment lines longer than `width`; move a too-long trailing comment above its line."""
+    """Re-flow comments longer than `width`, keeping sentences whole: a block of consecutive comment lines at one
+    indent is wrapped as one paragraph (an empty `#` line separates paragraphs); a too-long trailing comment moves
+    above its line."""
     try:
         comments = {
             tok.start[0]: tok.start[1]
@@ -80,20 +90,41 @@ def wrap_comments(code: str, width: int = CELL_COLUMNS) -> str:
         }
     except (tokenize.TokenError, SyntaxError):
         return code
-    out = []
-    for row, line in enumerate(code.splitlines(), start=1):
+    lines = code.splitlines()
+
+    def whole(row: int) -> bool:  # a line that is only a comment
         col = comments.get(row)
+        return col is not None and not lines[row - 1][:col].strip()
+
+    out, row = [], 1
+    while row <= len(lines):
+        line, col = lines[row - 1], comments.get(row)
+        if col is not None and whole(row):
+            indent = line[:col]
+            block = [row]
+            while block[-1] + 1 <= len(lines) and whole(block[-1] + 1) and comments[block[-1] + 1] == col:
+                block.append(block[-1] + 1)
+            texts = [lines[r - 1][col:].lstrip("#").strip() for r in block]
+            if max(len(lines[r - 1]) for r in block) <= width:
+                out += [lines[r - 1] for r in block]
+            else:
+                paragraphs = " ".join(t if t else "\n" for t in texts).split("\n")
+                for k, paragraph in enumerate(paragraphs):
+                    if k:
+                        out.append(f"{indent}#")
+                    out += _wrap(" ".join(paragraph.split()), width, indent)
+            row = block[-1] + 1
+            continue
         if len(line) <= width or col is None:
             out.append(line)
-            continue
-        before, text = line[:col].rstrip(), line[col:].lstrip("#").strip()
-        indent = line[: len(line) - len(line.lstrip())]
-        if before and len(before) > width:  # a long expression too: ruff has done what it can
-            out.append(line)
-            continue
-        out += textwrap.wrap(text, width, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# ")
-        if before:
-            out.append(before)
+        else:
+            before, text = line[:col].rstrip(), line[col:].lstrip("#").strip()
+            if len(before) > width:  # a long expression too: ruff has done what it can
+                out.append(line)
+            else:
+                out += _wrap(text, width, line[: len(line) - len(line.lstrip())])
+                out.append(before)
+        row += 1
     return "\n".join(out)
 
 
