@@ -65,6 +65,9 @@ OUTCOMES = ("holds", "fails", "not run")
 SMOKE_NOTE = "smoke run of the full profile: loops cut short, nothing measured"
 """The note of every check the full profile computes, in its smoke run (other notes: the chapter's own)."""
 VERDICTS = ("reproduced", "partly", "not reproduced", "not tested here")
+OWN_WORDS = {"reproduced": "holds", "partly": "holds in part", "not reproduced": "does not hold"}
+"""What a row of the book's own (`Row(extension=...)`) says instead of the paper's verdicts: it is no claim of the
+paper, so it is neither reproduced nor not."""
 
 
 class ClaimNotReproduced(AssertionError):
@@ -358,7 +361,9 @@ class Row:
 
     `source` says which version of the paper states it; `cap` ("partly", reason) lowers the derived verdict where
     the experiment differs from the paper's in a way no check can see (scale, data); `not_tested` gives the reason
-    when no check of this profile bears on the claim.
+    when no check of this profile bears on the claim. `extension` marks a row that is the book's own reading, not a
+    claim of the paper (it says how it goes beyond the paper): it is derived the same way, shown in its own table
+    in plain words (holds / holds in part / does not hold), and never counted among the paper's claims.
     """
 
     id: str
@@ -367,6 +372,7 @@ class Row:
     cap: tuple[str, str] | None = None
     not_tested: str = ""
     checks: tuple[str, ...] = field(default=())
+    extension: str = ""
 
 
 def _counts(r: ClaimRecord) -> tuple[int, int]:
@@ -458,6 +464,7 @@ def verdicts(rows: list[Row]) -> list[dict]:
             or [r.not_tested or "–"],
             "full": _full_text(chapter, [c.claim for c in mine]),
             "data": sorted({c.data for c in mine if c.data}),
+            "extension": r.extension,
         }
         _write(entry)
         out.append(entry)
@@ -465,8 +472,9 @@ def verdicts(rows: list[Row]) -> list[dict]:
 
 
 def verdict_counts(entries: list[dict]) -> dict[str, int]:
-    """Return {verdict: number of rows} in the order of `VERDICTS` (the headline of a chapter)."""
-    return {v: sum(e["verdict"] == v for e in entries) for v in VERDICTS}
+    """Return {verdict: number of the paper's rows} in the order of `VERDICTS` (the headline of a chapter); rows of
+    the book's own (`extension`) are no claims of the paper and are not counted."""
+    return {v: sum(e["verdict"] == v and not e.get("extension") for e in entries) for v in VERDICTS}
 
 
 def headline(entries: list[dict]) -> str:
@@ -475,28 +483,45 @@ def headline(entries: list[dict]) -> str:
     return "paper claims: " + (", ".join(f"{n} {v}" for v, n in counts.items() if n) or "none")
 
 
+def _verdict_cell(e: dict) -> str:
+    word = OWN_WORDS.get(e["verdict"], e["verdict"]) if e.get("extension") else f"**{e['verdict']}**"
+    cell = word + (f": {e['why']}" if e["why"] else "")
+    return cell + (f" (on {', '.join(e['data'])})" if e["data"] else "")
+
+
 def verdict_markdown(entries: list[dict], profile: str) -> str:
-    """Return the verdict table as Markdown: claim, verdict, what was measured, the full profile on a GPU."""
+    """Return the verdict table as Markdown: claim, verdict, what was measured, the full profile on a GPU; the rows
+    of the book's own follow in a table of their own, in plain words."""
     seeds = "seed study" if profile == "quick" else "this run"
-    lines = [
-        f"| the paper's claim | verdict ({profile}) | measured here ({profile}, {seeds}) | full profile on a GPU |",
-        "|---|---|---|---|",
-    ]
-    for e in entries:
-        claim = e["claim"] + (f" ({e['source']})" if e["source"] else "")
-        verdict = f"**{e['verdict']}**" + (f": {e['why']}" if e["why"] else "")
-        if e["data"]:
-            verdict += f" (on {', '.join(e['data'])})"
-        cells = [claim, verdict, "; ".join(e["measured"]), e["full"]]
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return "\n".join(lines)
+    tables = []
+    for own in (False, True):
+        rows = [e for e in entries if bool(e.get("extension")) == own]
+        if not rows:
+            continue
+        first = "beyond the paper: the book's own reading" if own else "the paper's claim"
+        lines = [
+            f"| {first} | {'outcome' if own else 'verdict'} ({profile}) | measured here ({profile}, {seeds}) "
+            "| full profile on a GPU |",
+            "|---|---|---|---|",
+        ]
+        for e in rows:
+            note = e.get("extension") if own else e["source"]
+            claim = e["claim"] + (f" ({note})" if note else "")
+            cells = [claim, _verdict_cell(e), "; ".join(e["measured"]), e["full"]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 def verdict_table(*rows: Row) -> None:
     """Derive, record and display the chapter's verdict table (one row per claim of the paper)."""
     entries = verdicts(list(rows))
     _, profile = _context()
-    text = f"{verdict_markdown(entries, profile)}\n\n{headline(entries)}."
+    paper = [e for e in entries if not e.get("extension")]
+    own = [e for e in entries if e.get("extension")]
+    text = f"{verdict_markdown(paper, profile)}\n\n{headline(entries)}."
+    if own:
+        text += f"\n\n{verdict_markdown(own, profile)}"
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display

@@ -1,10 +1,8 @@
 """The page "The library `lib`" (tools/api.py), and the ties between lib's code and the chapters that explain it."""
 
-import re
-
 import pytest
 
-from tools import api, book, notebooks
+from tools import api, book, myst, notebooks
 
 PAPERS = [s for s in book.chapter_slugs() if s != "using-this-book"]
 CTX = notebooks.context()
@@ -30,7 +28,11 @@ def test_the_mechanism_is_shown_beside_its_statement(slug):
     """Each paper chapter shows the lib code that is its paper's mechanism (literalinclude with :pyobject:, one
     source), and that code names the chapter's statement it computes."""
     text = book.chapter_source(slug).read_text()
-    shown = re.findall(r"^```\{literalinclude\} \.\./(lib/\w+\.py)\n:pyobject: ([\w.]+)", text, re.M)
+    shown = [
+        (b.arg.removeprefix("../"), b.options["pyobject"])
+        for b in myst.all_blocks(text)
+        if b.name == "literalinclude" and "pyobject" in b.options
+    ]
     assert shown, f"{slug}: no literalinclude of its mechanism from lib"
     for path, name in shown:
         code = notebooks.pyobject_source(book.ROOT / path, name)

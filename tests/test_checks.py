@@ -218,3 +218,16 @@ def test_verdict_table_puts_the_verdict_second():
     header, _, row = table.splitlines()
     assert header.split("|")[2].strip().startswith("verdict")
     assert "**reproduced**" in row.split("|")[2] and "offline fallback" in row and "A claim (v2)" in row
+
+
+def test_a_row_of_the_books_own_is_no_claim_of_the_paper():
+    """A reading that goes beyond the paper gets its own table in plain words and is not counted in the headline."""
+    check("kept", 2.0, kind="claim", row="toy-a", at_least=1.0)
+    check("ours", 0.5, kind="contrary", row="toy-own", at_most=1.0)  # asserts the reading fails
+    entries = verdicts([Row("toy-a", "A claim"), Row("toy-own", "Our reading", extension="not in the paper")])
+    assert [e["verdict"] for e in entries] == ["reproduced", "not reproduced"]
+    assert checks.headline(entries) == "paper claims: 1 reproduced"
+    paper, own = checks.verdict_markdown(entries, "quick").split("\n\n")
+    assert "**reproduced**" in paper and "Our reading" not in paper
+    assert own.startswith("| beyond the paper") and "| does not hold |" in own and "(not in the paper)" in own
+    assert "reproduced" not in own.split("\n")[2]

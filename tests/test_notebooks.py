@@ -149,15 +149,14 @@ def test_committed_notebook_is_the_conversion_and_plain(slug):
 def test_numbered_boxes_and_short_references_as_in_the_html():
     """Theorem boxes keep the numbers sphinx-proof gives them (per kind, prefixed by the chapter's number), and a
     reference to one reads "Lemma 3.1" in the notebooks as in the HTML."""
-    import re
+    from tools import myst
 
     ctx = notebooks.context()
     slug = "looped-transformers"
     number = ctx.numbers[slug]
     kinds: dict[str, int] = {}
-    for kind, label in re.findall(
-        r"^```\{prf:(\w+)\}[^\n]*\n:label: ([\w-]+)", book.chapter_source(slug).read_text(), re.M
-    ):
+    statements = [b for b in myst.all_blocks(book.chapter_source(slug).read_text()) if b.name.startswith("prf:")]
+    for kind, label in [(b.name.removeprefix("prf:"), b.label) for b in statements if b.label]:
         if kind == "proof":
             continue
         kinds[kind] = kinds.get(kind, 0) + 1

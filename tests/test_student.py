@@ -44,7 +44,7 @@ def test_no_solution_survives_and_every_exercise_does(student_edition, slug):
         leaked = [line for line in lines if line in text or line.replace('"', '\\"') in text]
         assert not leaked, f"{path} still holds solution text: {leaked[:2]}"
         assert "{solution" not in text
-    labels = re.findall(r"```\{exercise\}\n:label: (\S+)", book.chapter_source(slug).read_text())
+    labels = [e.label for e in myst.exercises(book.chapter_source(slug).read_text())]
     html = files[1].read_text()
     assert labels and all(f'id="{label}"' in html for label in labels)
     title = re.compile(r'class="admonition-title"><span class="caption-number">Exercise ([\d.]+)')

@@ -117,6 +117,20 @@ def directives(text: str, name: str | None = None) -> list[Block]:
     return [b for b in blocks(text) if b.is_directive and (name is None or b.name == name)]
 
 
+def all_blocks(text: str) -> list[Block]:
+    """Return every fenced block of `text` at any depth (a directive before the blocks in its body), in order."""
+    out: list[Block] = []
+
+    def walk(found: list[Block]) -> None:
+        for b in found:
+            out.append(b)
+            if b.is_directive and not b.is_python:  # code holds no blocks
+                walk(b.children())
+
+    walk(blocks(text))
+    return out
+
+
 def code_cells(text: str) -> list[Block]:
     """Return the `{code-cell}` directives of a MyST notebook, in order."""
     return directives(text, "code-cell")
@@ -125,17 +139,7 @@ def code_cells(text: str) -> list[Block]:
 def code_blocks(text: str) -> list[Block]:
     """Return every block of Python code in `text`: code cells, and ```python or {code-block} python blocks at any
     depth (in exercises, solutions and autograder tests)."""
-    out = []
-
-    def walk(found: list[Block]) -> None:
-        for b in found:
-            if b.is_python:
-                out.append(b)
-            elif b.is_directive:
-                walk(b.children())
-
-    walk(blocks(text))
-    return out
+    return [b for b in all_blocks(text) if b.is_python]
 
 
 def replace_lines(text: str, spans: dict[tuple[int, int], str]) -> str:
