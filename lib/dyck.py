@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lib import plotting
 from lib.config import Config
 from lib.runtime import one_thread
 from lib.transformer import CausalTransformer, TransformerConfig, causal_mask, train_lm
@@ -906,3 +907,113 @@ class GenerationConfig(Config):
     bin_width: int = 10
 
     PRESETS = {"quick": {}, "full": {"n_samples": 4096, "max_len": 202}}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+# ---------------------------------------------------------------------------------------------------------
+
+ARM_LABELS: dict[str, str] = {
+    "none": "no PE",
+    "nostart": r"no PE, no $\langle s\rangle$",
+    "learned": "learned PE",
+    "sinusoidal": "sinusoidal PE",
+    "rope": "RoPE",
+}
+"""How the figures name the arms of `ARMS` (matplotlib mathtext)."""
+
+ARM_STYLE: dict[str, dict] = {
+    "none": dict(color=plotting.PALETTE[0], ls="-", marker="o"),
+    "nostart": dict(color=plotting.PALETTE[0], ls="--", marker="o", mfc="white"),
+    "learned": dict(color=plotting.PALETTE[1], ls="-", marker="s"),
+    "sinusoidal": dict(color=plotting.PALETTE[2], ls="-", marker="^"),
+    "rope": dict(color=plotting.PALETTE[3], ls="-", marker="D"),
+}
+"""Line style of each arm: the two arms without PE share a colour, the ablation is dashed."""
+
+
+def plot_layer1(layer1, pos, depth, true_pos, true_depth):
+    """Draw the construction's layer-1 outputs, the depth read out from them, and the largest error per position."""
+    fig, axes = plotting.subplots(1, 3, figsize=(11.0, 3.4))
+    i = np.arange(layer1.shape[1])
+    axes[0].plot(i[1:], layer1[0, 1:, 0], label=r"$1/(i+1)$")
+    axes[0].plot(i[1:], layer1[0, 1:, 1], label=r"depth$_i/(i+1)$")
+    plotting.label(axes[0], x="position $i$ (log scale)", y="attention output", title="layer-1 outputs", xscale="log")
+    axes[0].legend()
+    axes[1].plot(i, true_depth[0], color=plotting.PALETTE[2], lw=3, alpha=0.5, label="true depth")
+    axes[1].plot(i, depth[0], color="k", lw=0.8, label="read out")
+    plotting.label(axes[1], x="position $i$", y="depth", title="depth recovered")
+    axes[1].legend()
+    axes[2].semilogy(i[1:], np.abs(pos - true_pos).max(0)[1:] + 1e-18, label="position")
+    axes[2].semilogy(i[1:], np.abs(depth - true_depth).max(0)[1:] + 1e-18, label="depth")
+    plotting.reference(axes[2], 1e-9, label="tolerance $10^{-9}$", color="grey")
+    plotting.label(axes[2], x="position $i$", y="largest absolute error", ylim=(1e-18, 1e-2), title="largest error")
+    axes[2].legend(loc="upper right")
+    return fig
+
+
+def plot_no_start(h_with, h_without):
+    """Draw one hidden coordinate against the position for random networks, with and without the start token."""
+    fig, axes = plotting.subplots(1, 2, sharey=True)
+    for s, (with_start, without_start) in enumerate(zip(h_with, h_without)):
+        name = f"{len(h_with)} random networks" if s == 0 else None
+        positions = np.arange(1, len(with_start) + 1)
+        axes[0].plot(positions, with_start[:, 0], color=plotting.PALETTE[0], alpha=0.8, label=name)
+        axes[1].plot(positions, without_start[:, 0], color=plotting.PALETTE[1], alpha=0.8, label=name)
+    plotting.label(axes[0], x="position $i$", y="hidden coordinate 1", title=r"with $\langle s\rangle$", legend=True)
+    plotting.label(axes[1], x="position $i$", y="hidden coordinate 1", title=r"without $\langle s\rangle$", legend=True)
+    axes[1].yaxis.set_tick_params(labelleft=True)
+    return fig
+
+
+def plot_length_generalisation(acc: dict, cfg: LengthGenConfig):
+    """Draw closing-bracket accuracy against word length per arm: mean over seeds, bars from min to max."""
+    fig, ax = plotting.subplots(1, 1, figsize=(6.4, 3.8))
+    centres = np.array([(a + b) / 2 for a, b in cfg.bins()])
+    ax.axvspan(*cfg.train_pairs, color="grey", alpha=0.15, label="training lengths")
+    for arm in cfg.arms:
+        mean = acc[arm].mean(0)
+        err = [mean - acc[arm].min(0), acc[arm].max(0) - mean]
+        ax.errorbar(centres, mean, yerr=err, ms=4, capsize=2, label=ARM_LABELS[arm], **ARM_STYLE[arm])
+    plotting.reference(ax, 1 / cfg.k, label=f"chance (1/{cfg.k})", color="grey", ls=":")
+    n_seeds = len(acc[cfg.arms[0]])
+    plotting.label(
+        ax,
+        x="number of bracket pairs",
+        y="closing-bracket accuracy",
+        title=f"Dyck$_{cfg.k}$, {n_seeds} seed(s)",
+        legend=True,
+    )
+    return fig
+
+
+def plot_close_after_run(bayes, p_close: dict):
+    """Draw P(next token closes) after a run of i opening brackets: the exact curve and each trained model's."""
+    fig, ax = plotting.subplots(1, 1, figsize=(6.4, 3.6))
+    i_run = np.arange(1, len(bayes) + 1)
+    ax.plot(i_run, bayes, color="k", lw=2, label="training distribution (exact)")
+    for arm, p in p_close.items():
+        ax.plot(i_run, p, label=ARM_LABELS[arm], **ARM_STYLE[arm])
+    plotting.label(
+        ax,
+        x="length $i$ of the run $(^i$",
+        y="P(next token closes)",
+        ylim=(0, 1.05),
+        title="after a run of opening brackets",
+        legend=True,
+    )
+    return fig
+
+
+def plot_generation(frac, count, edges, train_pairs: tuple[int, int]):
+    """Draw the fraction of valid sampled words by length (left) and the number of samples per length bin (right)."""
+    fig, axes = plotting.subplots(1, 2)
+    edges = np.asarray(edges)
+    mid = (edges[:-1] + edges[1:]) / 2
+    for ax in axes:
+        ax.axvspan(2, 2 * train_pairs[1], color="grey", alpha=0.15, label="training lengths")
+    axes[0].plot(mid[count > 0], frac[count > 0], marker="o", label="no PE samples")
+    plotting.label(axes[0], x="length of sampled word (brackets)", y="fraction valid", ylim=(0, 1.02), legend=True)
+    axes[1].bar(mid, count, width=(edges[1] - edges[0]) * 0.9, label="no PE samples")
+    plotting.label(axes[1], x="length of sampled word (brackets)", y="samples", legend=True)
+    return fig

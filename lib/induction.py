@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from lib import plotting
 from lib.config import Config
 from lib.runtime import one_thread
 from lib.transformer import causal_mask, rope_rotate, train_lm
@@ -684,3 +685,97 @@ def head_scores(
     is_query[:, -1] = (z[:, -1:] == batch.triggers).any(1) & follows[:, -1].any(1)
     mass = (A2 * follows).sum(-1)  # (B, L)
     return float(prev), float(mass[is_query].mean())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+# ----------------------------------------------------------------------------------------------------------
+
+_ARM_LINES = ("o-", "s--", "^:")  # line styles of the trained arms, in the order given
+
+
+def plot_construction_errors(betas1, hard_err, soft_err):
+    """Draw the largest logit error of the hand-wired model against the hard and the exact formula, per beta1."""
+    fig, ax = plotting.subplots(1, 1)
+    ax.semilogy(betas1, np.maximum(hard_err, 1e-17), "o-", label="hard closed form ($\\beta_1 \\to \\infty$)")
+    ax.semilogy(betas1, np.maximum(soft_err, 1e-17), "s--", label="exact formula (any $\\beta_1$)")
+    ax.axhline(1e-10, color="gray", lw=0.8, ls=":", label="tolerance of the check")
+    plotting.label(ax, x="$\\beta_1$ (sharpness of the previous-token head)", y="max |logit difference|")
+    ax.legend()
+    return fig
+
+
+def plot_threshold(sweep: dict, cs, lengths, cs_switch, switch_seen, w: MemoryWeights, delta: float):
+    """Draw P(o) and P(g) against the copies c per length with c*(T) (left), and the switch lengths (right)."""
+    from matplotlib.lines import Line2D
+
+    fig, (ax, ax2) = plotting.subplots(1, 2, figsize=(10, 3.8))
+    for i in range(len(lengths)):
+        ax.plot(cs, sweep["p_o"][i], "o-", color=f"C{i}", ms=3)
+        ax.plot(cs, sweep["p_g"][i], ":", color=f"C{i}")
+        ax.axvline(float(sweep["threshold"][i]), color=f"C{i}", ls="--", lw=0.8)
+    handles = [Line2D([], [], color=f"C{i}", label=f"T = {T}") for i, T in enumerate(lengths)]
+    handles += [
+        Line2D([], [], color="gray", ls="-", marker="o", ms=3, label="P(o)"),
+        Line2D([], [], color="gray", ls=":", label="P(g)"),
+        Line2D([], [], color="gray", ls="--", lw=0.8, label="c*(T)"),
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    plotting.label(ax, x="in-context copies c of 'a o'", y="probability")
+    c_line = np.linspace(0.8, cs_switch[-1] + 0.2, 50)
+    # the corollary's switch length: T + 1 = c (e^{beta2}(1 - r) + r) / r
+    r = w.lam_G * delta / w.lam
+    slope = (np.exp(w.beta2) * (1 - r) + r) / r
+    ax2.plot(c_line, slope * c_line - 1, "-", color="C0", label="theorem: T + 1 = c (...) / r")
+    ax2.plot(c_line, slope * c_line, ":", color="C1", label="off by one: T = c (...) / r")
+    ax2.plot(cs_switch, switch_seen, "o", color="k", ms=4, label="hand-wired model")
+    plotting.label(ax2, x="in-context copies c", y="first length T where g wins", legend=True)
+    return fig
+
+
+def plot_training(histories: dict, arms: dict, A1: Tensor, A2: Tensor, tokens: Tensor, icl_mask: Tensor):
+    """Draw in-context accuracy during training per arm, and the two attention maps of one sequence.
+
+    `A1`, `A2` are the layer-1 and layer-2 maps (1, heads, T, T) of the sequence `tokens` (1, T) whose
+    in-context positions are `icl_mask` (T,); circles mark, for each repeated trigger t, the keys s that follow
+    an earlier copy of it (z_{s-1} = z_t).
+    """
+    fig, axes = plotting.subplots(1, 3, figsize=(11.5, 3.5))
+    for (pe, hist), style in zip(histories.items(), _ARM_LINES):
+        axes[0].plot(hist["step"], hist["icl_acc"], style, ms=3, label=arms[pe])
+    plotting.label(axes[0], x="training step", y="in-context accuracy", ylim=(0, 1.02), legend=True)
+    for ax, A, title in ((axes[1], A1, "layer 1 (previous token)"), (axes[2], A2, "layer 2 (induction)")):
+        im = ax.imshow(A[0, 0].cpu(), cmap="magma", vmin=0, vmax=1)
+        plotting.label(ax, x="key position s", y="query position t", title=title)
+        ax.grid(False)
+        fig.colorbar(im, ax=ax, shrink=0.85, label="attention weight")
+    is_query = torch.roll(icl_mask, -1)[:, None]
+    same = (tokens[0, :, None] == tokens[0, None, :-1]).tril(-1) & is_query
+    t_idx, s_idx = torch.nonzero(same, as_tuple=True)
+    axes[2].scatter(s_idx + 1, t_idx, s=60, facecolors="none", edgecolors="C2", label="key after an earlier copy")
+    axes[2].legend(fontsize=7, loc="upper right", facecolor="white", framealpha=0.9, frameon=True)
+    return fig
+
+
+def plot_trained_hijack(curves: dict, cs, lengths):
+    """Draw P(o) and P(g) of the trained RoPE model against the copies c per length, and P(o) of the ablation."""
+    fig, ax = plotting.subplots(1, 1, figsize=(6.4, 3.6))
+    for i, L in enumerate(lengths):
+        ax.plot(cs, curves["rope"]["p_o"][i], "o-", color=f"C{i}", ms=3, label=f"P(o), length {L + 1}")
+        ax.plot(cs, curves["rope"]["p_g"][i], ":", color=f"C{i}", label=f"P(g), length {L + 1}")
+    ax.plot(cs, curves["none"]["p_o"][0], "-.", color="gray", label="P(o), no positions, length T")
+    plotting.label(ax, x="in-context copies c of 'a o'", y="probability")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return fig
+
+
+def plot_length(length_acc: dict, lengths, T: int, arms: dict):
+    """Draw the in-context accuracy of each trained arm against the sequence length, with the training length."""
+    fig, ax = plotting.subplots(1, 1)
+    for (pe, accs), style in zip(length_acc.items(), _ARM_LINES):
+        ax.plot(lengths, accs, style, label=arms[pe])
+    ax.axvline(T, color="gray", ls=":", lw=0.8, label="training length T")
+    ax.set_xscale("log", base=2)
+    plotting.ticks(ax, lengths, fmt="{}")
+    plotting.label(ax, x="sequence length", y="in-context accuracy", ylim=(0, 1.02), legend=True)
+    return fig

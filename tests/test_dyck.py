@@ -313,3 +313,74 @@ def test_knockout_start_token_trained(start):
     seen = ~np.isnan(bayes)
     err = np.abs(p - bayes)[seen].mean()
     assert _check_holds(err, at_most=dyck.blind_error(bayes)) == start
+
+
+# Figures: each draws the values it is given, in the expected panels.
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_plot_layer1_draws_the_outputs_and_errors():
+    layer1 = np.random.default_rng(0).random((2, 5, 2))
+    true_pos = np.tile(np.arange(5.0), (2, 1))
+    true_depth = np.array([[0, 1, 2, 1, 0], [0, 1, 0, 1, 0]], dtype=float)
+    depth = true_depth + 1e-12
+    fig = dyck.plot_layer1(layer1, true_pos, depth, true_pos, true_depth)
+    axes = fig.axes
+    assert len(axes) == 3
+    assert np.array_equal(axes[0].lines[0].get_ydata(), layer1[0, 1:, 0])
+    assert np.array_equal(axes[1].lines[1].get_ydata(), depth[0])
+    assert np.allclose(axes[2].lines[1].get_ydata(), 1e-12 + 1e-18)
+    assert axes[2].get_yscale() == "log"
+    _close(fig)
+
+
+def test_plot_no_start_draws_one_line_per_network():
+    h_with = [np.arange(6.0).reshape(3, 2) + s for s in range(2)]
+    h_without = [np.ones((3, 2)) * s for s in range(2)]
+    fig = dyck.plot_no_start(h_with, h_without)
+    left, right = fig.axes
+    assert len(left.lines) == len(right.lines) == 2
+    assert np.array_equal(left.lines[1].get_ydata(), h_with[1][:, 0])
+    assert np.array_equal(right.lines[1].get_xdata(), [1, 2, 3])
+    assert left.get_legend().get_texts()[0].get_text() == "2 random networks"
+    _close(fig)
+
+
+def test_plot_length_generalisation_draws_the_mean_per_arm():
+    cfg = _tiny_cfg(arms=("none", "learned"))
+    n_bins = len(cfg.bins())
+    acc = {arm: np.random.default_rng(i).random((2, n_bins)) for i, arm in enumerate(cfg.arms)}
+    fig = dyck.plot_length_generalisation(acc, cfg)
+    (ax,) = fig.axes
+    assert [bars.get_label() for bars in ax.containers] == ["no PE", "learned PE"]
+    assert np.allclose(ax.containers[1].lines[0].get_ydata(), acc["learned"].mean(0))
+    assert ax.get_title() == f"Dyck$_{cfg.k}$, 2 seed(s)"
+    _close(fig)
+
+
+def test_plot_close_after_run_draws_the_exact_curve_and_each_model():
+    bayes = np.array([0.3, 0.5, 1.0, np.nan])
+    p_close = {"none": np.array([0.3, 0.4, 0.9, 0.9]), "nostart": np.full(4, 0.5)}
+    fig = dyck.plot_close_after_run(bayes, p_close)
+    (ax,) = fig.axes
+    assert len(ax.lines) == 3
+    assert np.array_equal(ax.lines[0].get_ydata(), bayes, equal_nan=True)
+    assert np.array_equal(ax.lines[2].get_ydata(), p_close["nostart"])
+    assert np.array_equal(ax.lines[1].get_xdata(), [1, 2, 3, 4])
+    _close(fig)
+
+
+def test_plot_generation_draws_fractions_and_counts():
+    edges = np.array([0, 10, 20, 30])
+    frac, count = np.array([0.9, np.nan, 0.5]), np.array([5, 0, 2])
+    fig = dyck.plot_generation(frac, count, edges, (1, 20))
+    left, right = fig.axes
+    assert np.array_equal(left.lines[0].get_ydata(), [0.9, 0.5])
+    assert np.array_equal(left.lines[0].get_xdata(), [5.0, 25.0])
+    assert [p.get_height() for p in right.patches if p.get_width() == 9.0] == [5, 0, 2]
+    _close(fig)

@@ -355,3 +355,98 @@ def test_knockout_positions_remove_the_trained_induction_head():
     acc["knocked out"] = acc["none"]  # the RoPE arm without its rotation is the arm "none", trained alike
     assert _check_holds(acc["rope"] - acc["none"], at_least=0.0) and acc["rope"] - acc["none"] > 0.15
     assert acc["knocked out"] - acc["none"] <= 0.0
+
+
+# Figures: each draws the values it is given, in the expected panels.
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_plot_construction_errors_draws_both_errors():
+    import numpy as np
+
+    from lib.induction import plot_construction_errors
+
+    fig = plot_construction_errors([1.0, 2.0, 40.0], [0.5, 1e-3, 0.0], [1e-15, 2e-15, 1e-15])
+    (ax,) = fig.axes
+    assert np.array_equal(ax.lines[0].get_ydata(), [0.5, 1e-3, 1e-17])  # zeros floored for the log scale
+    assert np.array_equal(ax.lines[1].get_ydata(), [1e-15, 2e-15, 1e-15])
+    assert ax.get_yscale() == "log"
+    _close(fig)
+
+
+def test_plot_threshold_draws_the_sweep_and_the_switch_lengths():
+    import numpy as np
+
+    from lib.induction import plot_threshold
+
+    cs, lengths = [0, 1, 2], [8, 16]
+    sweep = {
+        "p_o": torch.tensor([[0.1, 0.6, 0.8], [0.05, 0.3, 0.6]]),
+        "p_g": torch.tensor([[0.9, 0.4, 0.2], [0.95, 0.7, 0.4]]),
+        "threshold": torch.tensor([0.5, 1.2]),
+    }
+    w = MemoryWeights(beta1=40.0, beta2=3.0, lam=2.0, lam_G=1.0)
+    fig = plot_threshold(sweep, cs, lengths, [1, 2], torch.tensor([20.0, 41.0]), w, delta=1.0)
+    left, right = fig.axes
+    assert np.allclose(left.lines[3].get_ydata(), sweep["p_o"][1])  # per length: P(o), P(g), c*(T)
+    assert left.lines[5].get_xdata()[0] == pytest.approx(1.2)
+    slope = (math.exp(3.0) * 0.5 + 0.5) / 0.5  # r = lam_G delta / lam = 1/2
+    x, y = right.lines[0].get_data()
+    assert np.allclose(y, slope * x - 1)
+    assert np.array_equal(right.lines[2].get_ydata(), [20.0, 41.0])
+    _close(fig)
+
+
+def test_plot_training_draws_histories_maps_and_circles():
+    import numpy as np
+
+    from lib.induction import plot_training
+
+    histories = {"learned": {"step": [0, 10], "icl_acc": [0.1, 0.9]}, "none": {"step": [0, 10], "icl_acc": [0.1, 0.2]}}
+    arms = {"learned": "learned absolute", "none": "no positions"}
+    tokens = torch.tensor([[3, 1, 3, 2]])
+    icl_mask = torch.tensor([False, False, False, True])  # z_3 follows the repeated 3 at position 2
+    A = torch.eye(4)[None, None]
+    fig = plot_training(histories, arms, A, 0.5 * A, tokens, icl_mask)
+    assert len(fig.axes) == 5  # three panels and two colour bars
+    assert np.array_equal(fig.axes[0].lines[1].get_ydata(), [0.1, 0.2])
+    assert np.array_equal(fig.axes[2].images[0].get_array(), 0.5 * np.eye(4))
+    assert np.array_equal(fig.axes[2].collections[0].get_offsets(), [[1, 2]])  # key s = 1 follows z_0 = z_2
+    _close(fig)
+
+
+def test_plot_trained_hijack_draws_rope_and_ablation():
+    import numpy as np
+
+    from lib.induction import plot_trained_hijack
+
+    curves = {
+        "rope": {"p_o": torch.tensor([[0.0, 0.7], [0.0, 0.4]]), "p_g": torch.tensor([[0.9, 0.2], [0.9, 0.5]])},
+        "none": {"p_o": torch.tensor([[0.0, 0.1], [0.0, 0.1]]), "p_g": torch.tensor([[0.9, 0.8], [0.9, 0.8]])},
+    }
+    fig = plot_trained_hijack(curves, [0, 1], [31, 63])
+    (ax,) = fig.axes
+    assert len(ax.lines) == 5
+    assert np.allclose(ax.lines[2].get_ydata(), [0.0, 0.4])
+    assert np.allclose(ax.lines[4].get_ydata(), [0.0, 0.1])
+    assert ax.lines[2].get_label() == "P(o), length 64"
+    _close(fig)
+
+
+def test_plot_length_draws_each_arm_on_a_log2_axis():
+    import numpy as np
+
+    from lib.induction import plot_length
+
+    length_acc = {"learned": [0.9, 0.5, 0.2], "rope": [0.9, 0.85, 0.8]}
+    fig = plot_length(length_acc, [8, 16, 32], 8, {"learned": "learned", "rope": "RoPE"})
+    (ax,) = fig.axes
+    assert np.array_equal(ax.lines[1].get_ydata(), [0.9, 0.85, 0.8])
+    assert ax.lines[2].get_xdata()[0] == 8  # the training length
+    assert list(ax.get_xticks()) == [8, 16, 32]
+    _close(fig)
