@@ -89,7 +89,8 @@ def reference(
     if (y is None) == (x is None):
         raise ValueError("reference() draws one line: give y (horizontal) or x (vertical), not both.")
     line = ax.axhline if y is not None else ax.axvline
-    line(y if y is not None else x, color=color, ls=ls, lw=1, label=label, **kwargs)
+    kwargs.setdefault("lw", 1)
+    line(y if y is not None else x, color=color, ls=ls, label=label, **kwargs)
 
 
 def ticks(ax, values, *, axis: str = "x", fmt: str = "{:g}", labels=None) -> None:
