@@ -35,10 +35,12 @@ import itertools
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lib import plotting
 from lib.config import Config
 from lib.progress import trange
 from lib.runtime import one_thread
@@ -678,6 +680,84 @@ def run_edit_distance(cfg: EditConfig, seed: int, device: torch.device | str = "
     return {"acc": acc, "params": params, "n_test": len(y_test)}
 
 
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+
+
+def plot_zero_init(loops: list[int], diffs: dict[str, list[float]]):
+    """Draw the largest output difference from the plain model against r, per modulated arm (Experiment 1)."""
+    fig, ax = plotting.subplots(1, 1, figsize=(6.0, 3.4))
+    arms = {
+        "timestep": ("timestep encoding, at init", "-"),
+        "gains": ("per-loop gains, at init", "--"),
+        "perturbed": ("timestep, output layer perturbed", ":"),
+    }
+    for name, diff in diffs.items():
+        text, ls = arms[name]
+        ax.semilogy(loops, np.maximum(diff, 1e-12), ls, marker="o", ms=3, label=text)  # zero drawn at 1e-12
+    plotting.label(ax, x="number of loops r", y="max |output difference|", legend=True)
+    return fig
+
+
+def plot_memorisation(res: dict, cfg: MemoriseConfig):
+    """Draw the training accuracy of each arm against r, and the arms' smoothed loss curves (Experiment 2)."""
+    acc, params, r_arm = res["acc"], res["params"], cfg.arm_loops
+    fig, (ax, bx) = plotting.subplots(1, 2, figsize=(10, 3.6))
+    for arm, ls in (("none", "-"), ("timestep", "--")):
+        text = f"{MEMORISE_ARMS[arm]} ({params[arm]} par.)"
+        ax.plot(cfg.loops, [acc[(arm, r)] for r in cfg.loops], ls, marker="o", label=text)
+    for arm, marker in (("frozen", "^"), ("gains", "s")):
+        if arm in cfg.arms:
+            ax.plot([r_arm], [acc[(arm, r_arm)]], marker, ms=8, label=f"{MEMORISE_ARMS[arm]} ({params[arm]} par.)")
+    plotting.reference(ax, 1 / cfg.n_labels, color="0.5", ls=":", label="chance")
+    ax.set_xscale("log", base=2)
+    plotting.ticks(ax, cfg.loops)
+    plotting.label(ax, x="number of loops r", y="training accuracy")
+    ax.legend(fontsize=7)
+    window = 25  # moving average over this many steps
+    for arm, ls in zip(cfg.arms, ("-", "--", ":", "-.")):
+        loss = np.convolve(res["losses"][(arm, r_arm)], np.ones(window) / window, mode="valid")
+        bx.plot(loss, ls, label=MEMORISE_ARMS[arm])
+    plotting.label(bx, x="training step", y=f"training loss (r = {r_arm})")
+    bx.legend(fontsize=7)
+    return fig
+
+
+def plot_rate(err: dict, cfg: RateConfig):
+    """Draw the test error against r per target, and the token modulus at the theorem's scale delta(r) (Exp. 3)."""
+    fig, (ax, bx) = plotting.subplots(1, 2, figsize=(10, 3.6))
+    for k, ls in zip(cfg.ks, ("-", "--")):
+        ax.loglog(cfg.loops, [err[(k, r)] for r in cfg.loops], ls, marker="o", label=f"k = {k:g}")
+    plotting.ticks(ax, cfg.loops)
+    plotting.label(ax, x="number of loops r", y="test MSE / Var f", legend=True)
+    r_grid = np.unique(np.geomspace(cfg.N + 1, 1e6, 60).astype(int))  # the theorem needs r > N
+    delta = theorem_delta(torch.tensor(r_grid), cfg.N, 1).numpy()
+    for k, ls in zip(cfg.ks, ("-", "--")):
+        bound = [sine_moduli(k, cfg.N, float(dl))["token"] for dl in delta]
+        bx.semilogx(r_grid, bound, ls, label=f"token modulus at delta(r), k = {k:g}")
+    plotting.label(bx, x="number of loops r", y="modulus at delta(r)", legend=True)
+    return fig
+
+
+def plot_edit_distance(distances: Tensor, cfg: EditConfig, res: dict | None = None):
+    """Draw the distribution of the edit distances and, when trained (`res`), each arm's accuracy against r."""
+    fig, (ax, bx) = plotting.subplots(1, 2, figsize=(10, 3.4))
+    counts = torch.bincount(distances, minlength=cfg.n_classes).numpy()
+    ax.bar(range(cfg.n_classes), counts / counts.sum())
+    plotting.label(ax, x="edit distance", y="fraction of pairs")
+    if res is not None:
+        acc, r_max = res["acc"], max(cfg.loops)
+        for arm, ls, text in (("none", "-", "plain looped"), ("timestep", "--", "timestep encoding")):
+            bx.plot(cfg.loops, [acc[(arm, r)] for r in cfg.loops], ls, marker="o", label=text)
+        bx.plot([r_max], [acc[("frozen", r_max)]], "^", ms=8, label="frozen loop index")
+        standard = acc[("standard", cfg.std_layers)]
+        plotting.reference(bx, standard, color="0.4", ls=":", label=f"standard, {cfg.std_layers} layers")
+        bx.set_xscale("log", base=2)
+    else:
+        bx.text(0.5, 0.5, "full profile only", ha="center", va="center")
+    plotting.label(bx, x="number of loops r", y="test accuracy", legend=res is not None)
+    return fig
+
+
 __all__ = [
     "MODULATIONS",
     "ED_BAR",
@@ -698,6 +778,10 @@ __all__ = [
     "MEMORISE_ARMS",
     "memorisation_claims",
     "memorisation_set",
+    "plot_edit_distance",
+    "plot_memorisation",
+    "plot_rate",
+    "plot_zero_init",
     "run_edit_distance",
     "run_memorisation",
     "run_rate",

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from lib import plotting
 from lib.config import Config
 from lib.progress import smoke
 from lib.runtime import one_thread
@@ -830,6 +831,16 @@ class PaperCasesConfig(Config):
 # ---------------------------------------------------------------- summaries for the chapter
 
 
+def runs_where(specs: list[RunSpec], *, flipped: bool | None = None, **fields) -> list[int]:
+    """Return the indices of the runs whose spec has the given field values (e.g. `mu_norm=10.0`); `flipped=True`
+    keeps the runs with label noise (eta > 0), `flipped=False` those without."""
+    return [
+        r
+        for r, sp in enumerate(specs)
+        if all(getattr(sp, k) == v for k, v in fields.items()) and (flipped is None or (sp.eta > 0) == flipped)
+    ]
+
+
 def final_means(hist: History, specs: list[RunSpec]) -> dict[tuple[float, float], dict[str, float]]:
     """Return, per (||mu||, eta), the mean over repetitions of every metric at the last log."""
     groups: dict[tuple[float, float], list[int]] = {}
@@ -921,3 +932,161 @@ def memorisation_ablation(spec: RunSpec, state: State, run: int = 0) -> dict[str
     m = query_metrics(torch.stack([q, project_out(q, flipped), project_out(q, control)]), train_data, test_data)
     arms = ("trained", "no memorisation", "control")
     return {arm: {k: float(v[i]) for k, v in m.items()} for i, arm in enumerate(arms)}
+
+
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+
+
+def plot_regimes(hist: History, specs: list[RunSpec], cfg: RegimeConfig):
+    """Draw training accuracy, flipped fit and clean test accuracy over the GD steps, one panel per ||mu|| (Exp. 1)."""
+    steps = np.array(hist.steps)
+    fig, axes = plotting.subplots(1, 3, figsize=(11, 3.4), sharey=True)
+    for ax, mu in zip(axes, cfg.mu_norms):
+        idx = runs_where(specs, mu_norm=mu, flipped=True)
+        ax.plot(steps, hist.train_acc[:, idx].mean(1), label="training accuracy")
+        ax.plot(steps, hist.noisy_fit[:, idx].mean(1), "--", label="flipped labels fitted")
+        ax.plot(steps, hist.test_acc[:, idx].mean(1), ":", lw=2.5, label="clean test accuracy")
+        title = f"||mu|| = {mu:g}  (SNR = {mu / math.sqrt(cfg.d):.2f})"
+        plotting.label(ax, x="GD step", y="fraction", title=title, ylim=(-0.03, 1.03))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncol=3)
+    return fig
+
+
+def plot_attention(hist: History, red: Reduced, specs: list[RunSpec], cfg: RegimeConfig):
+    """Draw the mean training attention of clean and flipped sequences over the GD steps, per ||mu|| (Exp. 1)."""
+    steps = np.array(hist.steps)
+    fig, axes = plotting.subplots(1, 3, figsize=(11, 3.4), sharey=True)
+    for ax, mu in zip(axes, cfg.mu_norms):
+        groups = attention_groups(hist, red, runs_where(specs, mu_norm=mu, flipped=True))
+        for (name, curve), ls in zip(groups.items(), ("-", "--", "-.", ":")):
+            ax.plot(steps, curve, ls, lw=2, label=name)
+        plotting.label(ax, x="GD step", y="mean attention", title=f"||mu|| = {mu:g}", ylim=(-0.03, 1.03))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncol=4)
+    return fig
+
+
+def plot_arms(means: dict, arms: dict[str, torch.Tensor], specs: list[RunSpec], ablation: dict, cfg: RegimeConfig):
+    """Draw the clean test accuracy of the trained runs (with and without label noise) beside uniform and oracle
+    attention, and the flipped fit of the trained query and of its memorisation ablation's arms (Exp. 1)."""
+    fig, (ax, bx) = plotting.subplots(1, 2, figsize=(10, 3.6))
+    series = {
+        f"trained, eta = {cfg.eta:g}": [means[(mu, cfg.eta)]["test_acc"] for mu in cfg.mu_norms],
+        "trained, eta = 0": [means[(mu, 0.0)]["test_acc"] for mu in cfg.mu_norms],
+    }
+    for name in ("uniform", "oracle"):
+        series[f"{name} attention"] = [float(arms[name][runs_where(specs, mu_norm=mu)].mean()) for mu in cfg.mu_norms]
+    plotting.bars(ax, [f"||mu|| = {mu:g}" for mu in cfg.mu_norms], series)
+    plotting.label(ax, y="clean test accuracy", ylim=(0.5, 1.02))
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2)
+    mus = list(ablation)
+    fits = {arm: [ablation[mu][arm]["noisy_fit"] for mu in mus] for arm in ("trained", "no memorisation", "control")}
+    plotting.bars(bx, [f"||mu|| = {mu:g}" for mu in mus], fits, width=0.81)
+    plotting.label(bx, y="flipped labels fitted", ylim=(0, 1.05))
+    bx.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3)
+    return fig
+
+
+def plot_baseline(cases: dict, cfg: BaselineConfig):
+    """Draw, per (d, ||mu||), the test accuracy gain over uniform attention, the test attention on token 1 and the
+    flipped fit, with W trained and with W frozen (Experiment 1b)."""
+    fig, (ax, bx) = plotting.subplots(1, 2, figsize=(11, 3.6))
+    groups = [f"({d}, {mu:g})" for d, mu in cfg.cases]
+    arms = ("trained W", "frozen W")
+    plotting.bars(ax, groups, {arm: [c[arm]["gain"] for c in cases.values()] for arm in arms}, width=0.76)
+    x = np.arange(len(groups))
+    for j, arm in enumerate(arms):
+        for k, (key, hatch, what) in enumerate(
+            (("test_relevant", "", "test attention on token 1"), ("noisy_fit", "//", "flipped fit"))
+        ):
+            values = [c[arm][key] for c in cases.values()]
+            bx.bar(x + (2 * k + j - 1.5) * 0.2, values, 0.2, color=f"C{j}", hatch=hatch, edgecolor="white",
+                   label=f"{arm}: {what}")  # fmt: skip
+    plotting.reference(ax, 0, color="0.3", ls="-")
+    plotting.label(ax, x="(d, ||mu||)", y="test accuracy minus uniform attention's", legend=True)
+    plotting.reference(bx, 0.5, color="0.3", ls=":")
+    bx.set_xticks(x, groups)
+    plotting.label(bx, x="(d, ||mu||)", y="fraction", ylim=(0, 1.05))
+    bx.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2)
+    return fig
+
+
+def plot_hand_built(sweep: dict):
+    """Draw the hand-built query's fits, test accuracy and test attention against its noise scale c, with the
+    predicted edges c_lo and c_hi (Experiment 2)."""
+    fig, ax = plotting.subplots(1, 1, figsize=(6.4, 3.8))
+    cs, met = sweep["cs"].numpy(), sweep["metrics"]
+    ax.semilogx(cs, met["noisy_fit"], "--", lw=2, label="flipped labels fitted")
+    ax.semilogx(cs, met["clean_fit"], "-.", label="clean training labels fitted")
+    ax.semilogx(cs, met["test_acc"], "-", lw=2, label="clean test accuracy")
+    ax.semilogx(cs, met["test_relevant"], ":", lw=2, label="test attention on token 1")
+    for edge, name in ((sweep["c_lo"], "$c_{lo}$"), (sweep["c_hi"], "$c_{hi}$")):
+        plotting.reference(ax, x=edge, color="0.4", ls=(0, (1, 3)))
+        ax.text(edge * 1.08, 0.05, name)
+    plotting.label(ax, x="noise scale c of the memorised term", y="fraction")
+    ax.legend(fontsize=8, loc="center left")
+    return fig
+
+
+def plot_phase(noisy_fit, test_acc, regimes, boundary: list[float], cfg: PhaseConfig):
+    """Draw the phase diagram over (d, ||mu||): flipped fit, clean test accuracy, and the regimes with the measured
+    no-overfitting boundary and a line of constant SNR through its point at the largest d (Experiment 3)."""
+    from matplotlib.colors import ListedColormap
+
+    fig, axes = plotting.subplots(1, 3, figsize=(12, 3.8))
+    for ax, data, title, cmap in (
+        (axes[0], noisy_fit, "flipped labels fitted", "viridis"),
+        (axes[1], test_acc, "clean test accuracy", "magma"),
+    ):
+        image = plotting.heatmap(ax, data, title=title, cmap=cmap, vmin=0, vmax=1, origin="lower")
+        fig.colorbar(image, ax=ax, shrink=0.85)
+    colours = ListedColormap([plotting.PALETTE[0], plotting.PALETTE[2], plotting.PALETTE[1]])  # none, benign, harmful
+    image = plotting.heatmap(axes[2], regimes, title="regime", cmap=colours, vmin=-0.5, vmax=2.5, origin="lower")
+    colourbar = fig.colorbar(image, ax=axes[2], shrink=0.85, ticks=[0, 1, 2])
+    colourbar.ax.set_yticklabels(["none", "benign", "harmful"])
+
+    def column(mu):  # the (fractional) column of ||mu|| on the grid's log scale
+        return np.interp(np.log(mu), np.log(cfg.mu_norms), np.arange(len(cfg.mu_norms)))
+
+    ok = [i for i, b in enumerate(boundary) if np.isfinite(b)]
+    if ok:
+        axes[2].plot([column(boundary[i]) for i in ok], ok, "ko", label="measured boundary")
+        d0, b0 = cfg.ds[ok[-1]], boundary[ok[-1]]
+        iso = [column(b0 * math.sqrt(d / d0)) for d in cfg.ds]
+        axes[2].plot(iso, np.arange(len(cfg.ds)), "w--", lw=2, label="constant SNR")
+        axes[2].legend(fontsize=7, loc="lower left")
+    for ax in axes:
+        plotting.ticks(ax, range(len(cfg.mu_norms)), labels=[f"{mu:g}" for mu in cfg.mu_norms])
+        plotting.ticks(ax, range(len(cfg.ds)), axis="y", labels=[str(d) for d in cfg.ds])
+        plotting.label(ax, x="||mu||", y="d")
+        ax.tick_params(axis="x", labelsize=7)
+    return fig
+
+
+def plot_delay(series: dict, tau, fitted: list[float]):
+    """Draw the test accuracy gain over uniform attention, the test attention on token 1 and the clean test loss
+    against gradient-flow time, per (d, ||mu||), with the span of times at which runs first fit (Experiment 4)."""
+    fig, axes = plotting.subplots(1, 3, figsize=(12, 3.5))
+    for j, ((d, mu), v) in enumerate(series.items()):
+        for ax, key in zip(axes, ("gain", "test_relevant", "test_loss")):
+            ax.semilogx(tau[1:], v[key][1:], ["-", "--", "-.", ":"][j], lw=2, color=f"C{j}", label=f"({d}, {mu:g})")
+    plotting.reference(axes[0], 0, color="0.3", ls="-")
+    ylabels = ("test accuracy minus uniform's", "test attention on token 1", "clean test loss")
+    for ax, ylabel in zip(axes, ylabels):
+        if fitted:
+            ax.axvspan(min(fitted), max(fitted), color="0.85", lw=0)
+        plotting.label(ax, x="gradient-flow time tau", y=ylabel)
+    axes[0].legend(fontsize=8, title="(d, ||mu||)", title_fontsize=8)
+    return fig
+
+
+def plot_paper_cases(values: dict, cfg: PaperCasesConfig):
+    """Draw training accuracy, flipped fit and clean test accuracy of the paper's three cases (Experiment 5)."""
+    fig, ax = plotting.subplots(1, 1, figsize=(6.4, 3.6))
+    cases = [values[k] for k in ("balanced", "noise", "signal")]  # in the order of cfg.cases
+    metrics = (("train_acc", "training accuracy"), ("noisy_fit", "flipped labels fitted"),
+               ("test_acc", "clean test accuracy"))  # fmt: skip
+    series = {text: [c[key] for c in cases] for key, text in metrics}
+    plotting.bars(ax, [f"(d, ||mu||) = ({d}, {mu:g})" for d, mu in cfg.cases], series, width=0.81)
+    plotting.label(ax, y="fraction", ylim=(0, 1.05))
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3)
+    return fig

@@ -4,11 +4,17 @@ import dataclasses
 import heapq
 import itertools
 
-import pytest
-import torch
+import matplotlib
 
-from lib import looped as lt
-from lib.transformer import Block, TransformerConfig, sinusoidal_encoding
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lib import looped  # noqa: E402
+from lib.transformer import Block, TransformerConfig, sinusoidal_encoding  # noqa: E402
 
 
 def block_cfg(**kw) -> TransformerConfig:
@@ -16,13 +22,13 @@ def block_cfg(**kw) -> TransformerConfig:
     return TransformerConfig(**{**base, **kw})
 
 
-def model(modulation="none", injection=False, loops=3, n_out=None, **kw) -> lt.LoopedTransformer:
+def model(modulation="none", injection=False, loops=3, n_out=None, **kw) -> looped.LoopedTransformer:
     torch.manual_seed(0)
-    cfg = lt.LoopedConfig(block_cfg(**kw), n_out=n_out, modulation=modulation, injection=injection, loops=loops)
-    return lt.LoopedTransformer(cfg).double()
+    cfg = looped.LoopedConfig(block_cfg(**kw), n_out=n_out, modulation=modulation, injection=injection, loops=loops)
+    return looped.LoopedTransformer(cfg).double()
 
 
-def randomise_modulation(m: lt.LoopedTransformer) -> None:
+def randomise_modulation(m: looped.LoopedTransformer) -> None:
     with torch.no_grad():
         for p in m.modulation.parameters():
             p.normal_(0, 0.3)
@@ -35,7 +41,7 @@ def randomise_modulation(m: lt.LoopedTransformer) -> None:
 @pytest.mark.parametrize("injection", [False, True])
 def test_one_loop_equals_one_block_of_the_shared_transformer(pos_enc, injection):
     m = model(pos_enc=pos_enc, injection=injection)
-    deep = lt.unroll(model(pos_enc=pos_enc), 1)  # r = 1: one layer of CausalTransformer, same weights
+    deep = looped.unroll(model(pos_enc=pos_enc), 1)  # r = 1: one layer of CausalTransformer, same weights
     idx = torch.randint(0, 7, (5, 6))
     assert torch.allclose(m(idx, r=1), deep(idx), atol=1e-12, rtol=0)
 
@@ -44,7 +50,7 @@ def test_one_loop_equals_one_block_of_the_shared_transformer(pos_enc, injection)
 def test_r_loops_equal_r_identical_layers(r):
     m = model()
     idx = torch.randint(0, 7, (4, 6))
-    assert torch.allclose(m(idx, r=r), lt.unroll(m, r)(idx), atol=1e-12, rtol=0)
+    assert torch.allclose(m(idx, r=r), looped.unroll(m, r)(idx), atol=1e-12, rtol=0)
 
 
 def test_injection_adds_the_embedding_before_every_loop():
@@ -73,7 +79,7 @@ def test_gradients_of_the_shared_block_accumulate_over_loops():
     m = model()
     idx = torch.randint(0, 7, (4, 6))
     m(idx, r=3).pow(2).sum().backward()
-    deep = lt.unroll(model(), 3)  # three separate copies of the same weights
+    deep = looped.unroll(model(), 3)  # three separate copies of the same weights
     deep(idx).pow(2).sum().backward()
     for name, p in m.block.named_parameters():
         summed = sum(dict(b.named_parameters())[name].grad for b in deep.blocks)
@@ -82,7 +88,7 @@ def test_gradients_of_the_shared_block_accumulate_over_loops():
         assert not torch.allclose(p.grad, per_layer)  # a single loop's gradient is not the total
 
 
-@pytest.mark.parametrize("modulation", lt.MODULATIONS)
+@pytest.mark.parametrize("modulation", looped.MODULATIONS)
 def test_causal_outputs_never_depend_on_later_tokens(modulation):
     m = model(modulation, loops=4)
     if m.modulation is not None:
@@ -115,7 +121,7 @@ def test_trained_modulation_depends_on_the_loop_and_changes_the_function():
     assert not torch.allclose(m(idx, 3), model("none")(idx, 3))
     # beyond the precomputed table the sinusoid is computed on the fly and agrees with it
     table = m.modulation.pe
-    far = lt.TimestepModulation(8, 32, 100)
+    far = looped.TimestepModulation(8, 32, 100)
     assert torch.allclose(far.pe[: table.shape[0]].double(), table.double())
 
 
@@ -143,8 +149,8 @@ class Recorder(torch.nn.Module):
         return self.inner(t)
 
 
-def with_cfg(m: lt.LoopedTransformer, **kw) -> lt.LoopedTransformer:
-    m.cfg = lt.LoopedConfig(m.cfg.block, modulation=m.cfg.modulation, **kw)
+def with_cfg(m: looped.LoopedTransformer, **kw) -> looped.LoopedTransformer:
+    m.cfg = looped.LoopedConfig(m.cfg.block, modulation=m.cfg.modulation, **kw)
     return m
 
 
@@ -186,7 +192,7 @@ def test_single_pass_knock_out_ignores_r():
 
 def test_invalid_arguments_are_refused():
     with pytest.raises(ValueError):
-        lt.LoopedConfig(block_cfg(), modulation="film")
+        looped.LoopedConfig(block_cfg(), modulation="film")
     with pytest.raises(ValueError):
         model()(torch.zeros(1, 3, dtype=torch.long), r=0)
 
@@ -237,7 +243,7 @@ def test_edit_distance_dp_equals_brute_force_on_all_tiny_strings(costs):
         group = [(a, b) for a, b in pairs if len(a) == n]
         A = torch.tensor([a for a, _ in group], dtype=torch.long).reshape(len(group), n)
         B = torch.tensor([b for _, b in group], dtype=torch.long)
-        got = lt.edit_distance(A, B, *costs)
+        got = looped.edit_distance(A, B, *costs)
         want = [brute_force_edit_distance(a, b, 2, *costs) for a, b in group]
         assert got.tolist() == want, (n, costs)
 
@@ -247,34 +253,34 @@ def test_lcs_dp_equals_brute_force():
     A = torch.randint(0, 3, (60, 5), generator=gen)
     B = torch.randint(0, 3, (60, 4), generator=gen)
     want = [brute_force_lcs(tuple(a.tolist()), tuple(b.tolist())) for a, b in zip(A, B)]
-    assert lt.lcs_length(A, B).tolist() == want
+    assert looped.lcs_length(A, B).tolist() == want
 
 
 def test_edit_distance_task_has_the_official_format():
     L = 5
-    X, sep, y = lt.edit_distance_task(400, L, torch.Generator().manual_seed(1))
+    X, sep, y = looped.edit_distance_task(400, L, torch.Generator().manual_seed(1))
     assert X.shape == (400, 2 * L + 4)
     lengths = set()
     for row, s, label in zip(X.tolist(), sep.tolist(), y.tolist()):
-        assert row[s] == lt.ED_SEP and all(c == lt.ED_PAD for c in row[s + 1 :])
-        bar = row.index(lt.ED_BAR)
+        assert row[s] == looped.ED_SEP and all(c == looped.ED_PAD for c in row[s + 1 :])
+        bar = row.index(looped.ED_BAR)
         a, b = row[:bar], row[bar + 1 : s]
         assert min(a + b) >= 3 and a != b and len(a) <= len(b)  # letters only, distinct, shorter first
         assert L in (len(a), len(b)) and max(1, L - 3) <= min(len(a), len(b)) and max(len(a), len(b)) <= L + 2
-        assert label == lt.edit_distance(torch.tensor([a]), torch.tensor([b]), 2, 3).item()
+        assert label == looped.edit_distance(torch.tensor([a]), torch.tensor([b]), 2, 3).item()
         lengths.add((len(a), len(b)))
     assert len(lengths) > 3  # unequal lengths occur
-    assert int(y.max()) <= lt.EditConfig(length=L).n_classes - 1
+    assert int(y.max()) <= looped.EditConfig(length=L).n_classes - 1
     # a mix of edited pairs (few edits: small distances) and random pairs (larger distances)
     assert (y <= 3).float().mean() > 0.1 and (y >= 8).float().mean() > 0.1
 
 
 def test_memorisation_set_has_distinct_sequences_and_valid_labels():
-    X, y = lt.memorisation_set(500, 3, 8, 5, torch.Generator().manual_seed(0))
+    X, y = looped.memorisation_set(500, 3, 8, 5, torch.Generator().manual_seed(0))
     assert X.shape == (500, 3) and len({tuple(r) for r in X.tolist()}) == 500
     assert int(X.max()) < 8 and int(y.max()) < 5 and int(y.min()) >= 0
     with pytest.raises(ValueError):
-        lt.memorisation_set(10, 1, 3, 2, torch.Generator())
+        looped.memorisation_set(10, 1, 3, 2, torch.Generator())
 
 
 def test_sine_moduli_bound_the_measured_variation():
@@ -283,17 +289,17 @@ def test_sine_moduli_bound_the_measured_variation():
     X = torch.rand(2000, N, generator=gen, dtype=torch.float64)
     Y = X.clone()
     Y[:, 0] += delta  # perturb token 0 only: token modulus bounds the change of f_0
-    tok = (lt.sine_target(Y, k)[:, 0] - lt.sine_target(X, k)[:, 0]).abs().max()
+    tok = (looped.sine_target(Y, k)[:, 0] - looped.sine_target(X, k)[:, 0]).abs().max()
     Z = X.clone()
     Z[:, 1:] += delta / (N - 1) ** 0.5  # perturb the context by delta in norm, token 0 fixed
-    cont = (lt.sine_target(Z, k)[:, 0] - lt.sine_target(X, k)[:, 0]).abs().max()
-    m = lt.sine_moduli(k, N, delta)
+    cont = (looped.sine_target(Z, k)[:, 0] - looped.sine_target(X, k)[:, 0]).abs().max()
+    m = looped.sine_moduli(k, N, delta)
     assert tok <= m["token"] + 1e-12 and tok >= 0.8 * m["token"]
     assert cont <= m["contextual"] + 1e-12 and cont >= 0.8 * m["contextual"]
 
 
 def test_theorem_delta_shrinks_with_r_and_is_undefined_below_N():
-    d = lt.theorem_delta(torch.tensor([3, 5, 10, 100]), N=4, d=1)
+    d = looped.theorem_delta(torch.tensor([3, 5, 10, 100]), N=4, d=1)
     assert torch.isinf(d[0]) and (d[1:].diff() < 0).all()
     assert torch.isclose(d[1], torch.tensor(0.5, dtype=torch.float64) ** (-1 / 6))
 
@@ -303,28 +309,94 @@ def test_theorem_delta_shrinks_with_r_and_is_undefined_below_N():
 # a knocked-out arm that is exactly equal to its reference would pass a check at_least=0.
 
 MARGIN = 0.02
-TINY = lt.MemoriseConfig(M=512, d=8, d_ff=8, loops=(1, 4), arms=("none",), steps=300, batch=256, lr=3e-3)
+TINY = looped.MemoriseConfig(M=512, d=8, d_ff=8, loops=(1, 4), arms=("none",), steps=300, batch=256, lr=3e-3)
 
 
 def test_knock_out_looping_fails_the_more_loops_claim():
-    with_loops = lt.memorisation_claims(lt.run_memorisation(TINY, 0), 4)["loops"]
+    with_loops = looped.memorisation_claims(looped.run_memorisation(TINY, 0), 4)["loops"]
     assert with_loops >= MARGIN, with_loops
     ko = dataclasses.replace(TINY, single_pass=True)
-    without = lt.memorisation_claims(lt.run_memorisation(ko, 0), 4)["loops"]
+    without = looped.memorisation_claims(looped.run_memorisation(ko, 0), 4)["loops"]
     assert without == 0.0  # the block runs once: r = 4 is the r = 1 model, the check cannot hold
 
 
 def test_knock_out_frozen_index_fails_the_loop_dependence_checks():
     cfg = dataclasses.replace(TINY, M=256, d_ff=32, loops=(4,), arms=("timestep", "frozen"), steps=200, lr=1e-2)
-    live = lt.memorisation_claims(lt.run_memorisation(cfg, 0), 4)
+    live = looped.memorisation_claims(looped.run_memorisation(cfg, 0), 4)
     assert live["uses_index"] >= MARGIN, live  # the trained timestep model uses its loop index
-    ko = lt.memorisation_claims(lt.run_memorisation(dataclasses.replace(cfg, freeze_index=True), 0), 4)
+    ko = looped.memorisation_claims(looped.run_memorisation(dataclasses.replace(cfg, freeze_index=True), 0), 4)
     assert ko["uses_index"] == 0.0 and ko["loop_index"] == 0.0, ko
 
 
 def test_knock_out_looping_fails_the_rate_claim():
-    cfg = lt.RateConfig(d=16, d_ff=32, loops=(1, 4), steps=300, batch=128, ks=(4.0,), n_test=1024)
-    err = lt.run_rate(cfg, 0)["err"]
+    cfg = looped.RateConfig(d=16, d_ff=32, loops=(1, 4), steps=300, batch=128, ks=(4.0,), n_test=1024)
+    err = looped.run_rate(cfg, 0)["err"]
     assert err[(4.0, 1)] / err[(4.0, 4)] >= 1 + MARGIN, err
-    err = lt.run_rate(dataclasses.replace(cfg, single_pass=True), 0)["err"]
+    err = looped.run_rate(dataclasses.replace(cfg, single_pass=True), 0)["err"]
     assert err[(4.0, 1)] / err[(4.0, 4)] == 1.0, err
+
+
+# ---------------------------------------------------------------- figures: each draws the values it is given
+
+
+def test_plot_zero_init_draws_the_differences_with_zero_at_1e_12():
+    diffs = {"timestep": [0.0, 0.0], "gains": [0.0, 0.0], "perturbed": [1e-4, 3e-4]}
+    fig = looped.plot_zero_init([1, 2], diffs)
+    (ax,) = fig.axes
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == [
+        "timestep encoding, at init",
+        "per-loop gains, at init",
+        "timestep, output layer perturbed",
+    ]
+    assert list(lines[0].get_ydata()) == [1e-12, 1e-12] and list(lines[2].get_ydata()) == [1e-4, 3e-4]
+    assert list(lines[2].get_xdata()) == [1, 2] and ax.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_plot_memorisation_draws_accuracies_chance_and_smoothed_losses():
+    cfg = looped.MemoriseConfig(loops=(1, 4), arms=("none", "timestep", "frozen"), arm_loops=4)
+    acc = {("none", 1): 0.1, ("none", 4): 0.3, ("timestep", 1): 0.2, ("timestep", 4): 0.5, ("frozen", 4): 0.4}
+    losses = {(arm, 4): [float(i) for i in range(30)] for arm in cfg.arms}
+    res = {"acc": acc, "params": {"none": 10, "timestep": 20, "frozen": 20}, "losses": losses}
+    fig = looped.plot_memorisation(res, cfg)
+    ax, bx = fig.axes
+    plain, timestep, frozen, chance = ax.get_lines()
+    assert list(plain.get_ydata()) == [0.1, 0.3] and list(timestep.get_ydata()) == [0.2, 0.5]
+    assert list(frozen.get_xdata()) == [4] and list(frozen.get_ydata()) == [0.4]
+    assert list(chance.get_ydata()) == [1 / 16, 1 / 16] and "(10 par.)" in plain.get_label()
+    assert len(bx.get_lines()) == 3
+    np.testing.assert_allclose(bx.get_lines()[0].get_ydata(), np.arange(6) + 12.0)  # moving average over 25 steps
+    plt.close(fig)
+
+
+def test_plot_rate_draws_the_errors_and_the_modulus_at_the_theorem_scale():
+    cfg = looped.RateConfig(loops=(1, 4))
+    err = {(1.0, 1): 0.1, (1.0, 4): 0.05, (4.0, 1): 0.5, (4.0, 4): 0.3}
+    fig = looped.plot_rate(err, cfg)
+    ax, bx = fig.axes
+    assert [list(line.get_ydata()) for line in ax.get_lines()] == [[0.1, 0.05], [0.5, 0.3]]
+    rough = bx.get_lines()[1]
+    r = rough.get_xdata()
+    assert r.min() == cfg.N + 1  # the theorem's scale exists for r > N only
+    delta = looped.theorem_delta(torch.tensor(r), cfg.N, 1).numpy()
+    np.testing.assert_allclose(rough.get_ydata(), [looped.sine_moduli(4.0, cfg.N, float(x))["token"] for x in delta])
+    plt.close(fig)
+
+
+def test_plot_edit_distance_draws_the_histogram_and_the_arms_when_trained():
+    cfg = looped.EditConfig(loops=(1, 4), std_layers=2)
+    distances = torch.tensor([0, 2, 2, 5])
+    fig = looped.plot_edit_distance(distances, cfg)
+    ax, bx = fig.axes
+    heights = [patch.get_height() for patch in ax.patches]
+    assert len(heights) == cfg.n_classes and heights[:6] == [0.25, 0.0, 0.5, 0.0, 0.0, 0.25]
+    assert not bx.get_lines() and bx.texts[0].get_text() == "full profile only"
+    plt.close(fig)
+    acc = {("none", 1): 0.3, ("none", 4): 0.5, ("timestep", 1): 0.4, ("timestep", 4): 0.7, ("frozen", 4): 0.6}
+    fig = looped.plot_edit_distance(distances, cfg, {"acc": {**acc, ("standard", 2): 0.45}})
+    plain, timestep, frozen, standard = fig.axes[1].get_lines()
+    assert list(plain.get_ydata()) == [0.3, 0.5] and list(timestep.get_ydata()) == [0.4, 0.7]
+    assert list(frozen.get_ydata()) == [0.6] and list(standard.get_ydata()) == [0.45, 0.45]
+    assert standard.get_label() == "standard, 2 layers"
+    plt.close(fig)
