@@ -3,8 +3,9 @@
 Explained in chapter "parameter-saliency-evt". Per-example filter-wise saliency profiles with
 `torch.func` (vmap over examples of the gradient of the loss), streaming reference statistics,
 z-score and POT scores for all filters at once, depth-bias summaries, pruning and one-step
-fine-tuning of selected filters, and planting a malicious filter. Filters are the output channels
-of every `nn.Conv2d` of a model, in forward order (see `lib.cnn.filter_table`).
+fine-tuning of selected filters, planting a malicious filter, and the chapter's figures (`plot_*`).
+Filters are the output channels of every `nn.Conv2d` of a model, in forward order (see
+`lib.cnn.filter_table`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lib.cache import cached
 from lib.cnn import SmallCNN, conv_layers, digits_split, filter_table, predict_proba, shift_images, train_classifier
 from lib.config import Config
 from lib.evt import PeaksOverThreshold, pot_from_exceedances
+from lib.plotting import PALETTE, label, subplots
 
 
 @dataclass(frozen=True)
@@ -657,3 +659,91 @@ def malicious_experiment(
         k: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) if k.startswith("rank") else np.array(v)
         for k, v in out.items()
     }
+
+
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+
+
+def plot_normality(normal: dict, heavy: dict, rows: slice = slice(0, 10)):
+    """Draw z-score against exact tail probability (normal, heavy-tailed) and POT's estimate against the exact one."""
+    fig, axes = subplots(1, 3, figsize=(11.0, 3.6))
+    ylab = r"$-\log_{10}$ exact tail probability"
+    axes[0].scatter(normal["z"][rows].ravel(), -np.log10(normal["p_true"][rows]).ravel(), s=4, color=PALETTE[0])
+    label(axes[0], title="normal saliencies", x="z-score", y=ylab)
+    colour = np.broadcast_to(np.log10(heavy["nu"]), heavy["z"][rows].shape).ravel()
+    sc = axes[1].scatter(
+        heavy["z"][rows].ravel(), -np.log10(heavy["p_true"][rows]).ravel(), s=4, c=colour, cmap="viridis"
+    )
+    fig.colorbar(sc, ax=axes[1], label=r"$\log_{10}$ tail index $\nu$")
+    label(axes[1], title="heavy-tailed saliencies", x="z-score", y=ylab)
+    tail = heavy["p_pot"] < 1
+    axes[2].loglog(
+        heavy["p_true"][tail],
+        np.maximum(heavy["p_pot"][tail], 1e-8),
+        ".",
+        ms=2,
+        color=PALETTE[1],
+        label="filter above threshold",
+    )
+    axes[2].plot([1e-6, 0.1], [1e-6, 0.1], color="k", lw=1, label="estimate = exact")
+    label(axes[2], title="POT estimate (heavy)", x="exact tail probability", y="POT tail probability")
+    axes[2].legend(loc="upper left", markerscale=5)
+    return fig
+
+
+def plot_depth(
+    mu_layer: np.ndarray,
+    sd_layer: np.ndarray,
+    beta_layer: np.ndarray,
+    share_live: np.ndarray,
+    share_z: np.ndarray,
+    share_pot: np.ndarray,
+    top_k: int,
+):
+    """Draw per-layer reference mean and spread, median GPD shape, and each ranking's top-K share per layer."""
+    fig, axes = subplots(1, 3, figsize=(11.0, 3.6))
+    depth = np.arange(1, len(mu_layer) + 1)
+    axes[0].semilogy(depth, mu_layer, "o-", label=r"mean $\mu_j$")
+    axes[0].semilogy(depth, sd_layer, "s--", label=r"std $\sigma_j$")
+    label(axes[0], x="layer", y="filter saliency", title="reference statistics")
+    axes[0].legend()
+    axes[1].bar(depth, beta_layer, color=PALETTE[2])
+    label(axes[1], x="layer", y=r"median GPD shape $\beta_j$", title="tail heaviness")
+    w = 0.27
+    axes[2].bar(depth - w, share_live, w, label="live filters", color="0.6")
+    axes[2].bar(depth, share_z, w, label="z-score top-K")
+    axes[2].bar(depth + w, share_pot, w, label="POT top-K")
+    label(axes[2], x="layer", y="share", title=f"top-{top_k} filters by layer")
+    axes[2].legend()
+    return fig
+
+
+def plot_editing(edits: dict, ks):
+    """Draw the fraction corrected and the confidence drop against k, per edit mode and ranking (2 x 2 panels)."""
+    fig, axes = subplots(2, 2, sharex=True, figsize=(8.0, 6.4))
+    labels = {"corrected": "fraction corrected", "drop_incorrect": "confidence drop"}
+    names = list(dict.fromkeys(name for _, name in edits))
+    for row, mode in enumerate(("prune", "finetune")):
+        for col, key in enumerate(labels):
+            ax = axes[row, col]
+            for name, style in zip(names, ("o-", "s--", "^:")):
+                ax.plot(ks, edits[(mode, name)][key], style, label=name)
+            ax.set_xscale("log")
+            ax.set_xticks(ks, [str(k) for k in ks])
+            label(ax, title=f"{mode}: {labels[key]}", y=labels[key])
+            if row == 1:
+                ax.set_xlabel("filters edited k")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside upper center", ncol=3)
+    return fig
+
+
+def plot_malicious(pct: dict[str, np.ndarray], n_filters: int):
+    """Draw the cumulative distribution of the planted filter's rank percentile per ranking, and a random ranking."""
+    fig, ax = subplots(1, 1, figsize=(5.5, 3.8))
+    for (name, v), style in zip(pct.items(), ("-", "--")):
+        ax.plot(np.sort(v), np.arange(1, len(v) + 1) / len(v), style, label=name)
+    grid = np.logspace(np.log10(1 / n_filters), 0, 50)
+    ax.plot(grid, grid, color="0.5", ls=":", label="random ranking")
+    label(ax, x="rank percentile of the planted filter", y="cumulative fraction of errors", xscale="log")
+    ax.legend()
+    return fig

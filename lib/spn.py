@@ -17,6 +17,7 @@ its scope, m_l data routed to l of which k_{ld} have x_d = 1.
 * `enumerate_trees`, `exact_posterior`: the exact posterior over joint trees of a tiny model.
 * `trace_trees`: a compiled chain that records every sweep's trees (for the comparison with enumeration).
 * `tune_hyperparameters`: empirical Bayes for alpha and (a_d, b_d), tied per dimension, on subsamples.
+* `plot_exactness`, `plot_speed`, `plot_predictive`, `plot_tuning`: the chapter's figures.
 
 Run `python -m lib.spn` for a benchmark of both samplers at three sizes. Both compiled kernels use numba
 (requirements: numba==0.68.1) and run on one CPU thread in every profile; their timings are CPU seconds.
@@ -34,6 +35,7 @@ from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln
 
 from lib.config import Config
+from lib.plotting import PALETTE, label, subplots, ticks
 
 # ----------------------------------------------------------------------------------------------------
 # Structure
@@ -1508,6 +1510,91 @@ def speed_table(
             }
         )
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+# ----------------------------------------------------------------------------------------------------
+
+ARM_LABELS = ("top-down", "bottom-up", "always\naccept", "own counts\nkept", "counts ignored\nbelow root")
+"""Short tick labels of the arms of `ARMS`, in its order."""
+
+
+def plot_exactness(results: dict):
+    """Draw the one-sum model's posterior per joint state (exact and every arm) and every arm's TV on both models."""
+    one = results["one sum node"]
+    arms = list(ARMS)
+    fig, (a1, a2) = subplots(1, 2, figsize=(11.0, 3.8))
+    idx = np.arange(one["n_states"])
+    a1.bar(idx, one["p_exact"], color="0.8", label="exact")
+    for k, (arm, mk) in enumerate(zip(arms, "os^vx", strict=True)):
+        a1.plot(idx + (k - 2) * 0.13, one[arm]["p"], mk, ms=4, label=arm)
+    label(a1, x="joint state of $(z_1, z_2, z_3, z_4)$, binary code", y="posterior probability", title="one sum node")
+    a1.legend(fontsize=7)
+    x = np.arange(len(arms))
+    for j, (model, r) in enumerate(results.items()):
+        colour = PALETTE[j]
+        a2.bar(x + (j - 0.5) * 0.38, [r[a]["tv"] for a in arms], 0.38, color=colour, label=model)
+        a2.hlines(
+            r["top-down"]["floor"],
+            -0.5,
+            len(arms) - 0.5,
+            colors=colour,
+            linestyles=":",
+            label=f"{model}: i.i.d. floor",
+        )
+    a2.set_xticks(x, ARM_LABELS, fontsize=8)
+    label(a2, y="TV to the exact posterior", title="every arm, both models")
+    a2.legend(fontsize=7)
+    return fig
+
+
+def plot_speed(rows: list[dict], scan_ratio: np.ndarray, time_ratio: np.ndarray, torch_ratio: np.ndarray):
+    """Draw edge scans and CPU seconds per sweep of both samplers against network size, and their ratios."""
+    nodes = np.array([r["nodes"] for r in rows])
+    fig, (a1, a2, a3) = subplots(1, 3, figsize=(11.0, 3.4))
+    for ax, key, lab in ((a1, "visits", "edge scans per sweep"), (a2, "seconds", "CPU seconds per sweep")):
+        ax.loglog(nodes, [r[f"bu_{key}"] for r in rows], "o-", label="bottom-up (numba)")
+        ax.loglog(nodes, [r[f"td_{key}"] for r in rows], "s--", label="top-down (numba)")
+        label(ax, x="nodes in the network", y=lab)
+    a2.loglog(nodes, [r["bu_seconds_torch"] for r in rows], "^:", color="0.4", label="bottom-up (torch)")
+    a1.legend(fontsize=8)
+    a2.legend(fontsize=8)
+    a3.semilogx(nodes, scan_ratio, "o-", label="edge scans")
+    a3.semilogx(nodes, time_ratio, "s--", label="CPU seconds, both numba")
+    a3.semilogx(nodes, torch_ratio, "^:", color="0.4", label="CPU seconds, torch bottom-up")
+    a3.axhline(10, color="0.6", lw=0.8, ls="-.", label="ten times")
+    label(a3, x="nodes in the network", y="bottom-up / top-down", yscale="log")
+    a3.legend(fontsize=7)
+    return fig
+
+
+def plot_predictive(result: dict, horizons):
+    """Draw the log joint against CPU seconds, and the test LL at equal CPU seconds and at equal sweeps."""
+    hs = np.array(horizons)
+    fig, (a1, a2, a3) = subplots(1, 3, figsize=(11.0, 3.4))
+    for kind, ls, mk in (("bottom-up", "-", "o"), ("top-down", "--", "s")):
+        a1.plot(result[kind]["seconds"], result[kind]["log_joint"] / 1e3, ls, label=kind)
+        a2.plot(hs, [result[kind]["test_ll_at"][h] for h in hs], ls + mk, label=kind)
+    bu_sweeps = [result["bottom-up"]["sweeps_at"][h] for h in hs]
+    a3.plot(bu_sweeps, [result["bottom-up"]["test_ll_at"][h] for h in hs], "-o", label="bottom-up")
+    a3.plot(bu_sweeps, [result["top-down equal sweeps"][h] for h in hs], "--s", label="top-down")
+    label(a1, x="CPU seconds", y=r"$\log p(\mathbf{X}, \mathbf{Z})$ / 1000", legend=True)
+    for ax, x, values in ((a2, "CPU seconds (horizon)", hs), (a3, "sweeps", bu_sweeps)):
+        label(ax, x=x, y="test LL per sample", xscale="log", legend=True)
+        ticks(ax, values)
+    return fig
+
+
+def plot_tuning(results: dict):
+    """Draw the test LL of the default and the poor prior, fixed and tuned (one line per prior)."""
+    fig, ax = subplots(1, 1, figsize=(4.6, 3.0))
+    for k, (prior, ls) in enumerate((("default", "o-"), ("poor", "s--"))):
+        ys = [results[f"{prior}, fixed"]["test_ll"], results[f"{prior}, tuned"]["test_ll"]]
+        ax.plot([0, 1], ys, ls, color=PALETTE[k], label=f"{prior} prior")
+    ax.set_xticks([0, 1], ["fixed", "tuned"])
+    label(ax, y="test LL per sample", xlim=(-0.3, 1.3), legend=True)
+    return fig
 
 
 def main() -> None:

@@ -345,3 +345,69 @@ def test_knockout_of_the_gpd_tail_removes_pots_smaller_depth_bias(small_cnn):
     assert claim_holds(z_share - pot_share, at_least=0)
     z_share, pot_share = last_layer_shares(small_cnn, method="normal")
     assert not claim_holds(z_share - pot_share, at_least=0)
+
+
+# Figures: each draws the values it is given, on the expected panels.
+
+
+def test_plot_normality_draws_the_first_rows_of_each_run():
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    z, p = rng.normal(size=(12, 3)), rng.uniform(1e-4, 1, size=(12, 3))
+    normal = {"z": z, "p_true": p}
+    p_pot = np.ones((12, 3))
+    p_pot[0, 0], p_pot[11, 2] = 0.01, 0.0  # above threshold: drawn; a zero estimate is drawn at 1e-8
+    heavy = {"z": z, "p_true": p, "nu": np.array([1.5, 3.0, 10.0]), "p_pot": p_pot}
+    fig = sal.plot_normality(normal, heavy)
+    scatter = fig.axes[0].collections[0].get_offsets()
+    assert np.allclose(scatter[:, 0], z[:10].ravel()) and np.allclose(scatter[:, 1], -np.log10(p[:10]).ravel())
+    assert len(fig.axes) == 4  # three panels and the colour bar of the middle one
+    assert list(fig.axes[2].lines[0].get_xdata()) == [p[0, 0], p[11, 2]]
+    assert list(fig.axes[2].lines[0].get_ydata()) == [0.01, 1e-8]
+    plt.close(fig)
+
+
+def test_plot_depth_draws_each_layers_statistics_and_shares():
+    import matplotlib.pyplot as plt
+
+    mu, sd, beta = np.array([3.0, 2.0, 1.0]), np.array([1.0, 0.5, 0.2]), np.array([0.1, 0.2, 0.4])
+    live, z, pot = np.array([0.2, 0.3, 0.5]), np.array([0.1, 0.2, 0.7]), np.array([0.2, 0.3, 0.5])
+    fig = sal.plot_depth(mu, sd, beta, live, z, pot, top_k=10)
+    a0, a1, a2 = fig.axes
+    assert list(a0.lines[0].get_ydata()) == list(mu) and list(a0.lines[1].get_ydata()) == list(sd)
+    assert [b.get_height() for b in a1.patches] == list(beta)
+    assert [b.get_height() for b in a2.patches] == [*live, *z, *pot]
+    assert a2.get_title() == "top-10 filters by layer"
+    plt.close(fig)
+
+
+def test_plot_editing_draws_every_mode_and_ranking():
+    import matplotlib.pyplot as plt
+
+    ks = (1, 10)
+    edits = {
+        (mode, name): {"corrected": [0.1 * m + 0.01 * n, 0.5], "drop_incorrect": [0.2, 0.3 + 0.01 * n]}
+        for m, mode in enumerate(("prune", "finetune"))
+        for n, name in enumerate(("z-score", "POT", "random"))
+    }
+    fig = sal.plot_editing(edits, ks)
+    assert len(fig.axes) == 4
+    lower_left = fig.axes[2]
+    assert [list(line.get_ydata()) for line in lower_left.lines] == [
+        edits[("finetune", n)]["corrected"] for n in ("z-score", "POT", "random")
+    ]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["z-score", "POT", "random"]
+    plt.close(fig)
+
+
+def test_plot_malicious_draws_the_empirical_cdf():
+    import matplotlib.pyplot as plt
+
+    pct = {"z-score": np.array([0.3, 0.1]), "POT": np.array([0.05, 0.2, 0.5])}
+    fig = sal.plot_malicious(pct, n_filters=100)
+    (ax,) = fig.axes
+    assert list(ax.lines[0].get_xdata()) == [0.1, 0.3] and list(ax.lines[0].get_ydata()) == [0.5, 1.0]
+    assert list(ax.lines[1].get_ydata()) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert ax.lines[2].get_xdata()[0] == pytest.approx(0.01) and ax.get_xscale() == "log"
+    plt.close(fig)

@@ -347,3 +347,81 @@ def test_knockout_proposal_needs_the_counts_below_the_root(internal, bug):
     assert limit > 0.0
     value = tv(108, S._BUG_PRIOR_BELOW_ROOT) - tv(8, bug)
     assert (value >= limit) == (bug == S._BUG_NONE)
+
+
+# Figures: each draws the values it is given, on the expected panels.
+
+
+def test_plot_exactness_draws_every_arms_tv():
+    import matplotlib.pyplot as plt
+
+    def model(floor):
+        arms = {arm: {"p": np.full(4, 0.25), "tv": 0.1 * (k + 1)} for k, arm in enumerate(S.ARMS)}
+        arms["top-down"]["floor"] = floor
+        return {"n_states": 4, "p_exact": np.array([0.1, 0.2, 0.3, 0.4]), **arms}
+
+    one, internal = model(0.05), model(0.07)
+    fig = S.plot_exactness({"one sum node": one, "internal sums": internal})
+    a1, a2 = fig.axes
+    assert [b.get_height() for b in a1.patches] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert len(a1.lines) == len(S.ARMS)
+    heights = [b.get_height() for b in a2.patches]
+    assert heights == pytest.approx([0.1 * (k + 1) for k in range(len(S.ARMS))] * 2)
+    assert [t.get_text() for t in a2.get_xticklabels()] == list(S.ARM_LABELS)
+    plt.close(fig)
+
+
+def test_plot_speed_draws_the_ratios_it_is_given():
+    import matplotlib.pyplot as plt
+
+    rows = [
+        {
+            "nodes": n,
+            "bu_visits": 10.0 * n,
+            "td_visits": n,
+            "bu_seconds": 2.0,
+            "td_seconds": 1.0,
+            "bu_seconds_torch": 3.0,
+        }
+        for n in (10, 100)
+    ]
+    scan, time_, torch_ = np.array([10.0, 20.0]), np.array([2.0, 4.0]), np.array([3.0, 5.0])
+    fig = S.plot_speed(rows, scan, time_, torch_)
+    a1, a2, a3 = fig.axes
+    assert list(a1.lines[0].get_ydata()) == [100.0, 1000.0]
+    assert len(a2.lines) == 3
+    assert [list(line.get_ydata()) for line in a3.lines[:3]] == [[10.0, 20.0], [2.0, 4.0], [3.0, 5.0]]
+    assert a3.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_plot_predictive_draws_the_test_ll_at_each_horizon():
+    import matplotlib.pyplot as plt
+
+    def arm(offset):
+        return {
+            "seconds": np.array([0.5, 1.0, 2.0]),
+            "log_joint": np.array([-3000.0, -2000.0, -1000.0]),
+            "test_ll_at": {1: -7.0 + offset, 2: -6.5 + offset},
+            "sweeps_at": {1: 3, 2: 6},
+        }
+
+    result = {"bottom-up": arm(0.0), "top-down": arm(0.1), "top-down equal sweeps": {1: -7.2, 2: -6.8}}
+    fig = S.plot_predictive(result, (1, 2))
+    a1, a2, a3 = fig.axes
+    assert list(a1.lines[0].get_ydata()) == [-3.0, -2.0, -1.0]
+    assert list(a2.lines[1].get_ydata()) == pytest.approx([-6.9, -6.4])
+    assert list(a3.lines[0].get_xdata()) == [3, 6] and list(a3.lines[1].get_ydata()) == [-7.2, -6.8]
+    assert a2.get_xscale() == a3.get_xscale() == "log"
+    plt.close(fig)
+
+
+def test_plot_tuning_draws_fixed_and_tuned_per_prior():
+    import matplotlib.pyplot as plt
+
+    values = {"default, fixed": -6.0, "default, tuned": -6.01, "poor, fixed": -7.0, "poor, tuned": -6.2}
+    results = {arm: {"test_ll": v} for arm, v in values.items()}
+    fig = S.plot_tuning(results)
+    (ax,) = fig.axes
+    assert [list(line.get_ydata()) for line in ax.lines] == [[-6.0, -6.01], [-7.0, -6.2]]
+    plt.close(fig)
