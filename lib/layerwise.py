@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib import hsic
+from lib import hsic, plotting
 from lib.cnn import accuracy
 from lib.config import Config
 from lib.progress import trange
@@ -405,50 +405,6 @@ def local_accuracies(net: LayeredNet, X: torch.Tensor, y: torch.Tensor) -> list[
         return [float((head(t).argmax(-1).cpu() == y).float().mean()) for head, t in zip(net.heads, reps)]
 
 
-def plot_layer_trajectories(
-    ax, record: TrainRecord, which: str = "x", cmap: str = "viridis", instrument: str = "cka"
-) -> None:
-    """Draw nHSIC(X; T_l) (`which="x"`) or nHSIC(Y; T_l) (`"y"`) of every layer against the training step (log)."""
-    import matplotlib as mpl
-
-    steps, nx, ny = record.arrays(instrument)
-    values = nx if which == "x" else ny
-    colors = mpl.colormaps[cmap](np.linspace(0.0, 0.9, values.shape[1]))
-    for layer in range(values.shape[1]):
-        ax.plot(steps + 1, values[:, layer], color=colors[layer], lw=1.5, label=f"layer {layer + 1}")
-    ax.set_xscale("log")
-    ax.set_xlabel("training step + 1")
-    ax.set_ylabel("nHSIC(X; T)" if which == "x" else "nHSIC(Y; T)")
-
-
-def plot_information_plane(
-    ax, record: TrainRecord, title: str = "", cmap: str = "viridis", legend: bool = True, instrument: str = "cka"
-) -> None:
-    """Draw every layer's trajectory (nHSIC(X; T_l), nHSIC(Y; T_l)) on `ax`: circle at the start, square at the end."""
-    import matplotlib as mpl
-    from matplotlib.lines import Line2D
-
-    _, nx, ny = record.arrays(instrument)
-    L = nx.shape[1]
-    colors = mpl.colormaps[cmap](np.linspace(0.0, 0.9, L))
-    for layer in range(L):
-        ax.plot(nx[:, layer], ny[:, layer], "-", color=colors[layer], lw=1.5, label=f"layer {layer + 1}")
-        ax.plot(nx[0, layer], ny[0, layer], "o", color=colors[layer], ms=5)
-        ax.plot(nx[-1, layer], ny[-1, layer], "s", color=colors[layer], ms=6, mec="black")
-    ax.set_xlabel("nHSIC(X; T)")
-    ax.set_ylabel("nHSIC(Y; T)")
-    if title:
-        ax.set_title(title)
-    if not legend:
-        return
-    handles, labels = ax.get_legend_handles_labels()
-    handles += [
-        Line2D([], [], ls="", marker="o", color="grey", label="start"),
-        Line2D([], [], ls="", marker="s", color="grey", mec="black", label="end"),
-    ]
-    ax.legend(handles=handles, fontsize=8, ncol=2)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The chapter's experiments (explained in chapter "e2e-information-bottleneck")
 # ---------------------------------------------------------------------------------------------------------
@@ -699,13 +655,55 @@ def run_gap(cfg: GapConfig, seed: int = 0, device: torch.device | str = "cpu") -
     return out
 
 
-def plot_planes(records: dict[str, TrainRecord], prefix: str = "", instrument: str = "cka"):
-    """Return a figure with the information plane of every mode by one instrument, at most three panels in a row."""
-    from lib.plotting import subplots
+# ---------------------------------------------------------------------------------------------------------
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+# ---------------------------------------------------------------------------------------------------------
 
+
+def plot_layer_trajectories(
+    ax, record: TrainRecord, which: str = "x", cmap: str = "viridis", instrument: str = "cka"
+) -> None:
+    """Draw nHSIC(X; T_l) (`which="x"`) or nHSIC(Y; T_l) (`"y"`) of every layer against the training step (log)."""
+    import matplotlib as mpl
+
+    steps, nx, ny = record.arrays(instrument)
+    values = nx if which == "x" else ny
+    colors = mpl.colormaps[cmap](np.linspace(0.0, 0.9, values.shape[1]))
+    for layer in range(values.shape[1]):
+        ax.plot(steps + 1, values[:, layer], color=colors[layer], lw=1.5, label=f"layer {layer + 1}")
+    plotting.label(ax, x="training step + 1", y="nHSIC(X; T)" if which == "x" else "nHSIC(Y; T)", xscale="log")
+
+
+def plot_information_plane(
+    ax, record: TrainRecord, title: str = "", cmap: str = "viridis", legend: bool = True, instrument: str = "cka"
+) -> None:
+    """Draw every layer's trajectory (nHSIC(X; T_l), nHSIC(Y; T_l)) on `ax`: circle at the start, square at the end."""
+    import matplotlib as mpl
+    from matplotlib.lines import Line2D
+
+    _, nx, ny = record.arrays(instrument)
+    L = nx.shape[1]
+    colors = mpl.colormaps[cmap](np.linspace(0.0, 0.9, L))
+    for layer in range(L):
+        ax.plot(nx[:, layer], ny[:, layer], "-", color=colors[layer], lw=1.5, label=f"layer {layer + 1}")
+        ax.plot(nx[0, layer], ny[0, layer], "o", color=colors[layer], ms=5)
+        ax.plot(nx[-1, layer], ny[-1, layer], "s", color=colors[layer], ms=6, mec="black")
+    plotting.label(ax, x="nHSIC(X; T)", y="nHSIC(Y; T)", title=title or None)
+    if not legend:
+        return
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], ls="", marker="o", color="grey", label="start"),
+        Line2D([], [], ls="", marker="s", color="grey", mec="black", label="end"),
+    ]
+    ax.legend(handles=handles, fontsize=8, ncol=2)
+
+
+def plot_planes(records: dict[str, TrainRecord], prefix: str = "", instrument: str = "cka", title: str | None = None):
+    """Draw the information plane of every mode by one instrument, at most three panels in a row, titled `title`."""
     n = len(records)
     ncols, nrows = min(3, n), -(-n // 3)
-    fig, ax = subplots(nrows, ncols, figsize=(4 * ncols, 3.9 * nrows), sharex=True, sharey=True, squeeze=False)
+    fig, ax = plotting.subplots(nrows, ncols, figsize=(4 * ncols, 3.9 * nrows), sharex=True, sharey=True, squeeze=False)
     for k, (mode, record) in enumerate(records.items()):
         a = ax[k // ncols, k % ncols]
         plot_information_plane(a, record, title=f"{prefix}{LABELS[mode]}", legend=k == 0, instrument=instrument)
@@ -713,4 +711,105 @@ def plot_planes(records: dict[str, TrainRecord], prefix: str = "", instrument: s
         a.yaxis.set_tick_params(labelleft=True)
     for k in range(n, nrows * ncols):
         ax[k // ncols, k % ncols].set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+ESTIMATOR_TICKS = ["biased CKA\n$\\sigma^2 = d$", "biased CKA\nmedian $\\sigma$", "nHSIC\n(ours)"]
+"""How the estimator figure names the first three estimators of `estimator_study` (matplotlib mathtext)."""
+
+
+def plot_estimators(est: dict):
+    """Draw an `estimator_study`: the estimators with their permutation bands, and the kernel-width and scale sweeps."""
+    fig, ax = plotting.subplots(1, 3, figsize=(12, 3.8))
+    names = est["names"][:3]
+    x = np.arange(len(names))
+    for j, pair in enumerate(("independent", "dependent")):
+        vals = [est["values"][pair][k] for k in names]
+        means, stds = [v.mean() for v in vals], [v.std() for v in vals]
+        ax[0].errorbar(x + (j - 0.5) * 0.3, means, yerr=stds, fmt="o", color=plotting.PALETTE[j], label=pair)
+    for xi, k in ((0, names[0]), (2, names[2])):
+        lo, hi = np.quantile(est["null"][k], [0.005, 0.995])
+        band = "permutation 99%" if xi == 0 else None
+        ax[0].fill_between([xi - 0.35, xi + 0.35], lo, hi, color="grey", alpha=0.35, label=band)
+    ax[0].set_xticks(x, ESTIMATOR_TICKS)
+    plotting.label(ax[0], y="estimate", title="(a) independent vs dependent", legend=True)
+    scales = list(est["sweep_biased"])
+    ax[1].plot(scales, list(est["sweep_biased"].values()), "o-", label="biased CKA")
+    ax[1].plot(scales, list(est["sweep_unbiased"].values()), "s--", label="nHSIC (ours)")
+    plotting.label(
+        ax[1],
+        x="kernel width / median distance",
+        y="estimate, independent pairs",
+        title="(b) bias vs kernel width",
+        xscale="log",
+        legend=True,
+    )
+    plotting.ticks(ax[1], scales)
+    feature_scales = list(est["paper_scale"])
+    nocco = (
+        ("paper_scale", "NOCCO (official)", plotting.PALETTE[2]),
+        ("nocco_scale", "NOCCO (median σ)", plotting.PALETTE[4]),
+    )
+    for key, name, color in nocco:
+        ax[2].plot(
+            feature_scales, list(est[key].values()), "o-", color=color, label=f"{name}, independent, $Z \\to sZ$"
+        )
+        plotting.reference(ax[2], est["values"]["dependent"][name].mean(), color=color, label="dependent, $s = 1$")
+    plotting.label(ax[2], x="scale $s$ of $Z$", y="NOCCO", title="(c) NOCCO vs scale", xscale="log", legend=True)
+    plotting.ticks(ax[2], feature_scales)
+    return fig
+
+
+def plot_last_layer(relu: dict, tanh: dict):
+    """Draw the last layer's nHSIC(X; T_L) over training by every instrument, ReLU `run_planes` solid, tanh dashed."""
+    fig, ax = plotting.subplots(1, 3, figsize=(13, 3.6))
+    for a, (i, name) in zip(ax, INSTRUMENTS.items()):
+        for arms, ls, act in ((relu, "-", "ReLU"), (tanh, "--", "tanh")):
+            for mode, p in arms.items():
+                steps, x, _ = p["record"].arrays(i)
+                color = plotting.PALETTE[list(MODES).index(mode)]
+                a.plot(steps + 1, x[:, -1], ls, color=color, label=f"{LABELS[mode]}, {act}")
+        plotting.label(a, x="training step + 1", y="nHSIC(X; $T_L$)", title=name, xscale="log")
+    ax[0].legend(fontsize=7)
+    return fig
+
+
+def plot_roles(planes: dict):
+    """Draw every layer's nHSIC(X; T_l) over training (E2E, layer-wise) and the profile over depth at the end (CKA)."""
+    fig, ax = plotting.subplots(1, 3, figsize=(12, 3.7))
+    for k, mode in enumerate(("e2e", "layerwise")):
+        plot_layer_trajectories(ax[k], planes[mode]["record"], "x")
+        ax[k].set_title(LABELS[mode])
+    ax[0].legend(fontsize=7, ncol=2)
+    start = planes["e2e"]["record"].arrays()[1][0]
+    layers = np.arange(1, len(start) + 1)
+    for k, (mode, p) in enumerate(planes.items()):
+        ax[2].plot(layers, p["record"].arrays()[1][-1], "o-", color=plotting.PALETTE[k], label=LABELS[mode])
+    ax[2].plot(layers, start, "k--", label="initialisation")
+    plotting.label(
+        ax[2], x="layer $\\ell$", y="nHSIC(X; $T_\\ell$) at the end", title="profile over depth", legend=True
+    )
+    return fig
+
+
+def plot_gap(gap: dict, acc: dict[str, float]):
+    """Draw a `run_gap`: test accuracy over training per mode, and every local head's at the end beside `acc["e2e"]`."""
+    fig, ax = plotting.subplots(1, 2, figsize=(10, 3.6))
+    for k, (mode, runs) in enumerate(gap.items()):
+        rec, color = runs[0]["record"], plotting.PALETTE[k]
+        ax[0].plot(np.array(rec.steps) + 1, rec.test_acc, "o-", color=color, label=LABELS[mode])
+        if mode != "e2e":
+            local = np.mean([r["local_acc"] for r in runs], axis=0)
+            ax[1].plot(np.arange(1, len(local) + 1), local, "o-", color=color, label=LABELS[mode])
+    plotting.reference(ax[1], acc["e2e"], color=plotting.PALETTE[0], label="E2E (last head)")
+    plotting.label(ax[0], x="training step + 1", y="test accuracy", title="the network", xscale="log", legend=True)
+    plotting.label(
+        ax[1],
+        x="block $\\ell$",
+        y="test accuracy of head $g_\\ell$",
+        title="local heads at the end",
+        legend=True,
+    )
     return fig

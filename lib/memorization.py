@@ -15,6 +15,7 @@ Explained in chapter "The optimal memorization capacity of transformers"
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lib import plotting
 from lib.progress import trange
 from lib.runtime import one_thread
 from lib.transformer import CausalTransformer, TransformerConfig, lm_loss
@@ -652,31 +654,31 @@ def min_width_search(
     return SizeSearch(best, censored, dict(sorted(probes.items())), longest)
 
 
+def search_arguments(*search, **options) -> dict:
+    """Return the arguments of `min_width_search` after its `data` (grid, d_model, steps, lr, seed, restarts,
+    refine, device, knockout) by name, defaults filled in, as a call with `*search, **options` binds them."""
+    bound = inspect.signature(min_width_search).bind(None, *search, **options)
+    bound.apply_defaults()
+    return {name: value for name, value in bound.arguments.items() if name != "data"}
+
+
 def width_study(
-    sizes: dict[str, int],
-    ns: Sequence[int],
-    vocab: int,
-    grid: Sequence[int],
-    d_model: int,
-    steps: int,
-    lr: float,
-    seed: int,
-    restarts: int = 1,
-    refine: bool = False,
-    device: torch.device | str = "cpu",
-    knockout: str | None = None,
+    sizes: dict[str, int], ns: Sequence[int], vocab: int, *search, **options
 ) -> dict[tuple[str, int], SizeSearch]:
     """Return the minimum-width search of every (task, n): `sizes[task]` random sequences of length n.
 
-    The grid must contain width 0 (the model without FFN): `width_measures` compares every width with it.
+    `search` and `options` are the arguments of `min_width_search` after its `data` (`search_arguments`); the
+    datasets are drawn with its `seed`. The grid must contain width 0 (the model without FFN): `width_measures`
+    compares every width with it.
     """
-    if 0 not in grid:
+    settings = search_arguments(*search, **options)
+    if 0 not in settings["grid"]:
         raise ValueError("the grid must contain width 0, the arm without feed-forward network")
     out = {}
     for task, N in sizes.items():
         for n in ns:
-            data = random_dataset(N, n, vocab, 2, task, seed)
-            out[task, n] = min_width_search(data, grid, d_model, steps, lr, seed, restarts, refine, device, knockout)
+            data = random_dataset(N, n, vocab, 2, task, settings["seed"])
+            out[task, n] = min_width_search(data, **settings)
     return out
 
 
@@ -730,3 +732,97 @@ def loglog_slope(x: Sequence[float], y: Sequence[float]) -> float:
     """Return the least-squares slope of log y against log x."""
     lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
     return float(np.polyfit(lx, ly, 1)[0])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _slope_line(ax, x: Sequence[float], y0: float, slope: float, label: str) -> None:
+    """Draw the power law through (x[0], y0) with the given log-log slope, dotted grey: a reference rate."""
+    x = np.asarray(x, dtype=float)
+    ax.plot(x, y0 * (x / x[0]) ** slope, ":", color="gray", label=label)
+
+
+def plot_gaps(Ns: Sequence[int], ns: Sequence[int], gaps: np.ndarray, distinct_avg: float, distinct_last: float):
+    """Draw the smallest id gap against N per length n (`gaps[n, N]`), and the fractions of distinct ids."""
+    fig, (ax, bx) = plotting.subplots(1, 2, figsize=(11, 3.8))
+    for a, n in enumerate(ns):
+        ax.plot(Ns, gaps[a], "o-", label=f"n = {n}")
+    _slope_line(ax, Ns, gaps[0, 0], -2.0, "slope -2")
+    plotting.label(
+        ax, x="number of sequences N", y="smallest gap of normalised ids", xscale="log", yscale="log", legend=True
+    )
+    plotting.bars(bx, ["averaging attention", "last token only"], {"distinct ids": [distinct_avg, distinct_last]})
+    plotting.label(bx, y=f"distinct ids / N (N = {max(Ns)})", ylim=(0, 1.05))
+    return fig
+
+
+def plot_counts(
+    Ns: Sequence[int],
+    P_bit: Sequence[int],
+    P_look: Sequence[int],
+    word_bits: Sequence[int],
+    rhos: Sequence[int],
+    slope_bit: float,
+    slope_look: float,
+):
+    """Draw the parameters of the bit-extraction and look-up memorisers against N, and their largest weights' bits."""
+    fig, (ax, bx) = plotting.subplots(1, 2, figsize=(11, 3.8))
+    ax.plot(Ns, P_bit, "o-", label=f"bit extraction (slope {slope_bit:.2f})")
+    ax.plot(Ns, P_look, "s--", label=f"look-up (slope {slope_look:.2f})")
+    plotting.label(ax, x="number of sequences N", y="parameters", xscale="log", yscale="log", legend=True)
+    plotting.label(bx, xscale="log", yscale="log")  # before the reference line: its limits are those of a log axis
+    bx.plot(Ns, np.array(word_bits) + 1, "o-", label="bit extraction")
+    bx.plot(Ns, np.array(rhos) + 1, "s--", label="look-up")
+    plotting.reference(bx, 24, color="gray", ls=":", label="float32 significand (24 bits)")
+    plotting.label(bx, x="number of sequences N", y="bits of the largest weight", legend=True)
+    return fig
+
+
+def plot_length(
+    ns: Sequence[int], N: int, P_next: Sequence[int], P_s2s: Sequence[int], slope_next: float, slope_s2s: float
+):
+    """Draw the parameters of the next-token and seq2seq constructions at fixed N against the length n (log-log)."""
+    fig, ax = plotting.subplots(1, 1)
+    ax.plot(ns, P_next, "o-", label=f"next-token (slope {slope_next:.2f})")
+    ax.plot(ns, P_s2s, "s--", label=f"seq2seq (slope {slope_s2s:.2f})")
+    _slope_line(ax, ns, P_s2s[0], 0.5, "slope 1/2")
+    plotting.label(ax, x="sequence length n", y=f"parameters (N = {N})", xscale="log", yscale="log", legend=True)
+    return fig
+
+
+def plot_trained(study: dict[tuple[str, int], SizeSearch], ns: Sequence[int]):
+    """Draw a `width_study`: training accuracy against the FFN width, and the minimum fitting width against n."""
+    fig, (ax, bx) = plotting.subplots(1, 2, figsize=(11, 3.8))
+    for (task, n), s in study.items():
+        style = "o-" if task == "seq2seq" else "s--"
+        ax.plot([w + 1 for w in s.probes], list(s.probes.values()), style, label=f"{task}, n = {n}")
+    ax.set_xscale("log", base=2)
+    plotting.label(ax, x="FFN width + 1", y="training accuracy", legend=True)
+    for task, style in zip(TASKS, ("s--", "o-")):
+        bx.plot(ns, [study[task, n].min_width for n in ns], style, label=task)
+    censored = next(iter(study.values())).censored
+    plotting.reference(bx, censored, color="gray", ls=":", label="nothing in the grid fits")
+    bx.set_xscale("log", base=2)
+    plotting.label(bx, x="sequence length n", y="minimum FFN width (100% train acc.)", legend=True)
+    return fig
+
+
+def plot_bit_budget(
+    Ns: Sequence[int],
+    P_bit: Sequence[int],
+    P_cap: Sequence[int],
+    P_look: Sequence[int],
+    slope_bit: float,
+    slope_cap: float,
+    bit_budget: int,
+):
+    """Draw the parameters against N with unbounded and with `bit_budget`-bit block words, beside the look-up net."""
+    fig, ax = plotting.subplots(1, 1)
+    ax.plot(Ns, P_bit, "o-", label=f"unbounded bits (slope {slope_bit:.2f})")
+    ax.plot(Ns, P_cap, "^-", label=f"{bit_budget}-bit block words (slope {slope_cap:.2f})")
+    ax.plot(Ns, P_look, "s--", label="look-up")
+    plotting.label(ax, x="number of sequences N", y="parameters", xscale="log", yscale="log", legend=True)
+    return fig

@@ -253,3 +253,87 @@ def test_knockouts_of_the_last_layer_and_propagation_checks(tiny_digits_planes, 
     e2e, arm = tiny_digits_planes["e2e"], tiny_digits_planes[knockout]
     assert _check_holds(arm["last_x"] - e2e["last_x"], at_least=0.0) == holds
     assert _check_holds(arm["inner_x"] - e2e["inner_x"], at_least=0.0) == holds
+
+
+# Figures: each draws the values it is given.
+
+
+def _record(mode: str, T: int = 4, L: int = 3, shift: float = 0.0) -> lw.TrainRecord:
+    """A synthetic record: T captures of L layers by every instrument, and an accuracy per capture."""
+    x = [[0.1 * t + 0.01 * layer + shift for layer in range(L)] for t in range(T)]
+    y = [[0.2 * t + 0.02 * layer + shift for layer in range(L)] for t in range(T)]
+    planes = {i: (x, y) for i in lw.INSTRUMENTS}
+    return lw.TrainRecord(mode, steps=[0, 1, 3, 9][:T], planes=planes, test_acc=[0.1, 0.5, 0.7, 0.8][:T])
+
+
+def _ydata(ax) -> list[list[float]]:
+    return [list(map(float, line.get_ydata())) for line in ax.get_lines()]
+
+
+def test_plot_planes_and_the_plane_of_every_layer():
+    import matplotlib.pyplot as plt
+
+    records = {mode: _record(mode, shift=k) for k, mode in enumerate(("e2e", "layerwise"))}
+    fig = lw.plot_planes(records, instrument="nocco", title="NOCCO")
+    ax = fig.axes[0]
+    assert len(fig.axes) == 2 and fig._suptitle.get_text() == "NOCCO" and ax.get_title() == "E2E"
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [0.0, 0.1, 0.2, 0.3])  # layer 1, nHSIC(X; T)
+    assert _ydata(fig.axes[1])[0] == [1.0, 1.2, 1.4, 1.6]
+    plt.close(fig)
+
+
+def test_plot_estimators_draws_the_study():
+    import matplotlib.pyplot as plt
+
+    names = ("biased CKA (σ²=d)", "biased CKA (median)", "nHSIC (ours)", "NOCCO (official)", "NOCCO (median σ)")
+    values = {p: {k: np.array([j + 0.5, j + 1.5]) for j, k in enumerate(names)} for p in ("independent", "dependent")}
+    est = {
+        "names": names,
+        "values": values,
+        "null": {names[0]: np.linspace(0, 1, 11), names[2]: np.linspace(-1, 1, 11)},
+        "sweep_biased": {0.5: 0.9, 1.0: 0.5},
+        "sweep_unbiased": {0.5: 0.0, 1.0: 0.01},
+        "paper_scale": {1.0: 3.0, 2.0: 7.0},
+        "nocco_scale": {1.0: 5.0, 2.0: 5.0},
+    }
+    fig = lw.plot_estimators(est)
+    a, b, c = fig.axes
+    assert [t.get_text() for t in a.get_xticklabels()][2] == "nHSIC\n(ours)"
+    assert _ydata(b) == [[0.9, 0.5], [0.0, 0.01]] and b.get_xscale() == "log"
+    assert _ydata(c) == [[3.0, 7.0], [4.0, 4.0], [5.0, 5.0], [5.0, 5.0]]  # dependent means: 4.0 and 5.0
+    plt.close(fig)
+
+
+def _relu_arms() -> dict:
+    return {mode: {"record": _record(mode, shift=k)} for k, mode in enumerate(("e2e", "layerwise", "deep_sup"))}
+
+
+def test_plot_last_layer():
+    import matplotlib.pyplot as plt
+
+    tanh = {mode: {"record": _record(mode, shift=10 + k)} for k, mode in enumerate(("e2e", "layerwise"))}
+    fig = lw.plot_last_layer(_relu_arms(), tanh)
+    assert len(fig.axes) == 3 and len(fig.axes[0].get_lines()) == 5
+    np.testing.assert_allclose(_ydata(fig.axes[2])[3], [10.02, 10.12, 10.22, 10.32])  # tanh E2E, last layer
+    plt.close(fig)
+
+
+def test_plot_roles():
+    import matplotlib.pyplot as plt
+
+    relu = _relu_arms()
+    fig = lw.plot_roles(relu)
+    assert len(fig.axes) == 3 and _ydata(fig.axes[2])[-1] == [0.0, 0.01, 0.02]  # initialisation profile
+    assert _ydata(fig.axes[2])[1] == relu["layerwise"]["record"].nx[-1]
+    plt.close(fig)
+
+
+def test_plot_gap():
+    import matplotlib.pyplot as plt
+
+    modes = ("e2e", "layerwise", "deep_sup")
+    gap = {mode: [{"record": _record(mode), "local_acc": [0.3, 0.6, 0.5 + k / 10]}] for k, mode in enumerate(modes)}
+    fig = lw.plot_gap(gap, {"e2e": 0.8, "layerwise": 0.6, "deep_sup": 0.7})
+    assert _ydata(fig.axes[0])[0] == [0.1, 0.5, 0.7, 0.8]
+    assert _ydata(fig.axes[1]) == [[0.3, 0.6, 0.6], [0.3, 0.6, 0.7], [0.8, 0.8]]
+    plt.close(fig)

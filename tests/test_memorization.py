@@ -258,15 +258,19 @@ def test_ffn_knockout_fails_the_ffn_claims(tiny_studies, knockout, monkeypatch):
         assert not _holds(monkeypatch, key, without[key], at_least=1), (key, without)
 
 
-def test_width_measures_by_hand():
+def _hand_study() -> dict:
+    """A width study by hand: two tasks at n = 4 and 16, widths 0, 2, 8 (64 reported when nothing fits)."""
     S = mz.SizeSearch
-    study = {
+    return {
         ("seq2seq", 4): S(2, 64, {0: 0.75, 2: 1.0, 8: 1.0}, 10),
         ("seq2seq", 16): S(8, 64, {0: 0.5, 2: 0.75, 8: 1.0}, 10),
         ("next-token", 4): S(2, 64, {0: 0.5, 2: 1.0, 8: 1.0}, 10),
         ("next-token", 16): S(64, 64, {0: 0.25, 2: 0.5, 8: 0.5}, 10),  # nothing fits: no growth counted
     }
-    m = mz.width_measures(study, {"seq2seq": 4, "next-token": 8})
+
+
+def test_width_measures_by_hand():
+    m = mz.width_measures(_hand_study(), {"seq2seq": 4, "next-token": 8})
     # 64 seq2seq labels at n = 16; shares: seq2seq 0.25 -> 0.5, next-token 0.5 -> 0.25
     assert m == {
         "gain_s2s": 32.0,
@@ -276,3 +280,65 @@ def test_width_measures_by_hand():
         "contrast": 6.0,
         "share_contrast": 32.0,
     }
+
+
+def test_search_arguments_bind_positional_and_keyword_arguments_by_name():
+    got = mz.search_arguments((0, 4), 8, 10, 1e-2, 3, refine=True)
+    assert got == dict(
+        grid=(0, 4), d_model=8, steps=10, lr=1e-2, seed=3, restarts=1, refine=True, device="cpu", knockout=None
+    )
+    with pytest.raises(ValueError, match="width 0"):
+        mz.width_study({"seq2seq": 4}, (2,), 8, grid=(2, 4), d_model=8, steps=1, lr=1e-2, seed=0)
+
+
+# Figures: each draws the values it is given.
+
+
+def _ydata(ax) -> list[list[float]]:
+    return [list(map(float, line.get_ydata())) for line in ax.get_lines()]
+
+
+def test_plot_gaps():
+    import matplotlib.pyplot as plt
+
+    fig = mz.plot_gaps([64, 128], [4, 16], np.array([[1e-3, 2.5e-4], [5e-4, 1.25e-4]]), 1.0, 0.25)
+    ax, bx = fig.axes
+    assert _ydata(ax) == [[1e-3, 2.5e-4], [5e-4, 1.25e-4], [1e-3, 2.5e-4]]  # the slope -2 line through gaps[0, 0]
+    assert [p.get_height() for p in bx.patches] == [1.0, 0.25] and ax.get_xscale() == ax.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_plot_counts():
+    import matplotlib.pyplot as plt
+
+    fig = mz.plot_counts([64, 128], [100, 150], [577, 1153], [30, 40], [20, 22], 0.58, 1.0)
+    assert _ydata(fig.axes[0]) == [[100, 150], [577, 1153]]
+    assert _ydata(fig.axes[1]) == [[31, 41], [21, 23], [24, 24]]  # bits + 1, and the float32 line
+    plt.close(fig)
+
+
+def test_plot_length():
+    import matplotlib.pyplot as plt
+
+    fig = mz.plot_length([2, 8], 1024, [500, 510], [600, 1200], 0.01, 0.5)
+    assert _ydata(fig.axes[0]) == [[500, 510], [600, 1200], [600, 1200]] and "1024" in fig.axes[0].get_ylabel()
+    plt.close(fig)
+
+
+def test_plot_bit_budget():
+    import matplotlib.pyplot as plt
+
+    fig = mz.plot_bit_budget([64, 128], [100, 150], [200, 400], [577, 1153], 0.58, 1.0, 53)
+    assert _ydata(fig.axes[0]) == [[100, 150], [200, 400], [577, 1153]]
+    assert "53-bit block words (slope 1.00)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    plt.close(fig)
+
+
+def test_plot_trained():
+    import matplotlib.pyplot as plt
+
+    fig = mz.plot_trained(_hand_study(), (4, 16))
+    ax, bx = fig.axes
+    assert _ydata(ax)[1] == [0.5, 0.75, 1.0] and list(ax.get_lines()[1].get_xdata()) == [1, 3, 9]
+    assert _ydata(bx) == [[2, 64], [2, 8], [64, 64]]  # next-token, seq2seq, then the value when nothing fits
+    plt.close(fig)
