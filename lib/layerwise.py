@@ -750,7 +750,7 @@ def plot_estimators(est: dict):
     feature_scales = list(est["paper_scale"])
     nocco = (
         ("paper_scale", "NOCCO (official)", plotting.PALETTE[2]),
-        ("nocco_scale", "NOCCO (median σ)", plotting.PALETTE[4]),
+        ("nocco_scale", "NOCCO (median σ)", plotting.PALETTE[3]),
     )
     for key, name, color in nocco:
         ax[2].plot(
