@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib import plotting
 from lib.cnn import SmallCNN
 from lib.config import Config
 from lib.data import DatasetUnavailable, data_dir, fetch_verified, load_digits, note_fallback
@@ -119,12 +120,6 @@ def long_tailed_split(
         val.append(idx[test_per_class : test_per_class + val_per_class])
         train.append(idx[test_per_class + val_per_class : need])
     return LTSplit(*(np.sort(np.concatenate(p)) for p in (train, val, test)), counts=by_class)
-
-
-def head_medium_tail(counts: np.ndarray, head: int = 100, tail: int = 20) -> np.ndarray:
-    """Return 0 (head: > `head` examples), 1 (medium) or 2 (tail: < `tail`) for each class (the LTR convention)."""
-    counts = np.asarray(counts)
-    return np.where(counts > head, 0, np.where(counts < tail, 2, 1))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -930,3 +925,129 @@ def load_cifar_lt_or_fallback(
     data = mixture_lt_data(counts, val_per_class=20, test_per_class=50, dim=32, clusters=4, noise=0.7, seed=seed)
     data["source"] = f"gaussian-mixture-lt (K={K})"
     return data
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+# ----------------------------------------------------------------------------------------------------------
+
+_METHOD_COLORS = {"MLA": plotting.PALETTE[0], "ALA": plotting.PALETTE[1]}
+
+
+def plot_angles(counts, grid, errors: dict, best: dict, sweep: dict, rhos: dict, gamma_1vs1: float):
+    """Draw the angle error over gamma, every pair's implied angle against the 1vs1 angle, and the rho ablation."""
+    fig, axes = plotting.subplots(1, 3)
+    for m, color in _METHOD_COLORS.items():
+        axes[0].plot(grid, errors[m], color=color, label=m if m == "MLA" else "ALA (x = gamma / r)")
+        axes[0].plot(*best[m], "o", color=color)
+    plotting.label(
+        axes[0], x="gamma", y="mean |angle difference| (rad)", yscale="log", title="fit over gamma", legend=True
+    )
+    K = len(counts)
+    rho = etf_angle(K)
+    reference = onevsone_angles(counts, gamma_1vs1)
+    off = ~torch.eye(K, dtype=torch.bool)
+    implied = {"ALA": ala_angles(counts, best["ALA"][0]), "MLA": mla_angles(counts, best["MLA"][0])}
+    for m, theta in implied.items():
+        axes[1].plot(reference[off], theta[off], ".", ms=1.5, color=_METHOD_COLORS[m], label=m)
+    axes[1].plot([0, rho], [0, rho], color="k", lw=0.8, label="equal")
+    plotting.label(axes[1], x="1vs1 angle (rad)", y="implied angle (rad)", title="all pairs, best gamma")
+    axes[1].legend(markerscale=6)
+    degs = [math.degrees(r) for r in rhos.values()]
+    for m, marker in (("MLA", "o-"), ("ALA", "s--")):
+        axes[2].plot(degs, [sweep[n][m][1] for n in rhos], marker, color=_METHOD_COLORS[m], label=m)
+    for n, d in zip(rhos, degs, strict=True):
+        if n in ("3", "5", "10", "20", "100"):
+            axes[2].annotate(f"K={n}", (d, sweep[n]["MLA"][1]), fontsize=8, textcoords="offset points", xytext=(3, -10))
+    plotting.label(
+        axes[2], x="rho (degrees)", y="best mean error (rad)", yscale="log", title="ablation: rho", legend=True
+    )
+    return fig
+
+
+def plot_collapse(reps: dict):
+    """Draw NC1 and the ETF gap of the training features over epochs (mean over replicates), ETF head vs learned."""
+    fig, axes = plotting.subplots(1, 2)
+    for arm, color, style in (("ETF head", plotting.PALETTE[0], "-"), ("learned head", plotting.PALETTE[1], "--")):
+        epochs = reps[arm][0]["hist"]["epoch"]
+        for ax, key in zip(axes, ("nc1", "etf_gap"), strict=True):
+            curve = np.mean([rep["hist"][key] for rep in reps[arm]], axis=0)
+            ax.plot(epochs, curve, style, color=color, label=arm)
+    plotting.label(axes[0], x="epoch", y="NC1 (training features)", yscale="log", legend=True)
+    plotting.label(axes[1], x="epoch", y="ETF gap of the class means")
+    return fig
+
+
+def plot_spread(reps: dict, slopes: dict):
+    """Draw each class's held-out spread against its training count (log-log) with fitted lines, LT vs balanced."""
+    fig, ax = plotting.subplots(figsize=(5.6, 3.8))
+    x = np.concatenate([rep["counts"] for rep in reps["ETF head"]])  # the balanced arm at the LT arm's counts
+    for arm, color, marker, style in (
+        ("ETF head", plotting.PALETTE[0], "o", "-"),
+        ("balanced", plotting.PALETTE[2], "s", "--"),
+    ):
+        y = np.concatenate([rep["spread_val"].numpy() for rep in reps[arm]])
+        ax.loglog(x, y, marker, ms=4, alpha=0.6, color=color, label=f"{arm} (slope {slopes[arm].mean():+.2f})")
+        b, a = np.polyfit(np.log(x), np.log(y), 1)
+        xs = np.array([x.min(), x.max()])
+        ax.loglog(xs, np.exp(a) * xs**b, style, color=color)
+    plotting.label(ax, x="training examples of the class $n_k$", y="mean angle to $w_k$ (rad)")
+    ax.legend(title="arm (fitted line)")
+    return fig
+
+
+def plot_adjusters(acc: dict, agree: dict, names: dict):
+    """Draw balanced test accuracy per method and agreement with the 1vs1 adjuster (bars: mean; dots: replicates)."""
+    fig, axes = plotting.subplots(1, 2)
+    panels = ((axes[0], acc, "balanced test accuracy", 0.05), (axes[1], agree, "agreement with 1vs1", 0.02))
+    for ax, values, ylabel, margin in panels:
+        for i, v in enumerate(values.values()):
+            ax.bar(i, v.mean(), color=plotting.PALETTE[i], alpha=0.7)
+            ax.plot(np.full(len(v), i), v, "k.", ms=5)
+        plotting.ticks(ax, range(len(values)), labels=[names[m] for m in values])
+        plotting.label(ax, y=ylabel)
+        ax.set_ylim(min(values["none"].min(), 0.9) - margin, 1.0)
+    return fig
+
+
+def plot_gamma(gammas, curves: dict, band: tuple[float, float], predicted: float, tuned: Sequence[float]):
+    """Draw MLA's accuracy over gamma per class group, the tuned gammas and the band the spread predicts."""
+    fig, ax = plotting.subplots(figsize=(6.4, 4.6))
+    for (group, curve), color, style in zip(curves.items(), plotting.PALETTE, ("-", "--", "-."), strict=False):
+        ax.plot(gammas, curve, style, color=color, label=group)
+    ax.axvspan(*band, color="0.85", label="predicted band")
+    plotting.reference(ax, x=predicted, color="k", label="predicted gamma")
+    for g in sorted(set(tuned)):
+        ax.axvline(g, color="k", ls=":", lw=0.8)
+    ax.plot([], [], "k:", lw=0.8, label="tuned gamma")
+    plotting.label(ax, x="gamma (MLA)", y="test accuracy of the group")
+    fig.legend(loc="outside lower center", ncol=3)
+    return fig
+
+
+def plot_many_classes(edge: dict, agree: dict):
+    """Draw MLA's accuracy edge over ALA (tuned, oracle) and their agreement with 1vs1, per number of classes."""
+    fig, axes = plotting.subplots(1, 2)
+    width = 0.35
+    kinds = ("tuned", "oracle")
+    plotting.bars(
+        axes[0],
+        ["tuned on validation", "best on test"],
+        {f"K = {K}": [edge[K][kind].mean() for kind in kinds] for K in edge},
+        width=2 * width,
+    )
+    for j, K in enumerate(edge):
+        for i, kind in enumerate(kinds):
+            axes[0].plot(np.full(len(edge[K][kind]), i + (j - 0.5) * width), edge[K][kind], "k.", ms=4)
+    axes[0].axhline(0.0, color="k", lw=0.8)
+    plotting.label(axes[0], y="MLA minus ALA (balanced accuracy)")
+    plotting.bars(
+        axes[1],
+        ["MLA", "ALA"],
+        {f"K = {K}": [agree[K][m].mean() for m in ("mla", "ala")] for K in agree},
+        width=2 * width,
+    )
+    plotting.label(axes[1], y="agreement with 1vs1")
+    axes[1].set_ylim(0.5, 1.0)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside upper center", ncol=2)
+    return fig

@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as Fn
 from torch import nn
 
+from lib import plotting
 from lib.calibration import calibration_report
 from lib.config import Config
 from lib.data import load_digits
-from lib.ntk import apply_kernel, empirical_ntk, ntk_split, split_apply
+from lib.ntk import apply_kernel, empirical_ntk, kernel_matrix, ntk_split, split_apply
 from lib.progress import trange
 from lib.runtime import one_thread
 
@@ -1086,3 +1087,100 @@ def format_runs(res: dict, arms: Iterable[str]) -> str:
 
 TEXT_RUNS = ("LP", "FT", "LP-FT", "LP-FT (init norm)", "LoRA", "LP-LoRA")
 """The runs of `run_text_methods`, in the order the chapter shows them."""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Figures (drawn with lib.plotting's vocabulary; each returns its figure)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _two_lines(name: str) -> str:
+    """A run's name as a tick label: a parenthesised part on its own line."""
+    return name.replace(" (", "\n(")
+
+
+def plot_decomposition(decomposition: dict):
+    """Draw P and F of the NTK (LP head) as heat maps, and the error of one linearised step over the step size."""
+    fig, axes = plotting.subplots(1, 3)
+    for ax, name in ((axes[0], "P"), (axes[1], "F")):
+        mat = kernel_matrix(decomposition[name]).numpy()
+        vmax = np.abs(mat).max()
+        image = ax.imshow(mat, cmap="RdBu_r", vmin=-vmax, vmax=vmax)  # square cells, unlike plotting.heatmap
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        ax.set(xticks=[], yticks=[])
+        plotting.label(ax, x="(example, class)", y="(example, class)", title=f"{name} (LP head)")
+    etas, errs = zip(*decomposition["one_step"], strict=True)
+    axes[2].loglog(etas, errs, "o-", label="measured")
+    axes[2].loglog(etas, np.array(etas) * errs[0] / etas[0], "k--", lw=1, label="slope 1")
+    plotting.label(axes[2], x="step size $\\eta$", y="relative error of one step", title="linearisation", legend=True)
+    return fig
+
+
+def plot_transfer(first_run: dict, feature_change: dict, head_scales, sweep_means, accuracy: dict):
+    """Draw the head norm during LP, the feature change of FT and LP-FT, the head-scale sweep, and ID/OOD accuracy.
+
+    `first_run` is one result of `run_digits_transfer`; `feature_change` maps FT and LP-FT to their mean feature
+    change, `sweep_means` holds the mean feature change at each of `head_scales`, `accuracy` maps a run to its
+    (ID, OOD) accuracy."""
+    fig, ax = plotting.subplots(2, 2)
+    norms = first_run["lp_head_norms"]
+    ax[0, 0].plot(np.arange(1, len(norms) + 1), norms, label="LP head")
+    ax[0, 0].axhline(first_run["head_norm_ft"], color="C1", ls="--", label="head after FT")  # default width
+    plotting.label(ax[0, 0], x="LP step", y="$\\|V\\|_F$", title="(a) head norm during LP", legend=True)
+    ax[0, 1].bar(list(feature_change), list(feature_change.values()), color=["C1", "C2"])
+    plotting.label(ax[0, 1], y="mean $\\|\\phi - \\phi_0\\|$", title="(b) feature change, equal lr")
+    ax[1, 0].loglog(head_scales, sweep_means, "o-", label="LP-FT")
+    plotting.label(
+        ax[1, 0], x="head scale c before FT", y="feature change", title="(c) head-rescaling sweep", legend=True
+    )
+    plotting.bars(ax[1, 1], ["ID", "OOD"], accuracy)
+    plotting.label(ax[1, 1], y="accuracy", title="(d) accuracy", ylim=(0, 1), legend=True)
+    return fig
+
+
+def plot_calibration(calibration: dict):
+    """Draw ECE and MCE before and after temperature scaling for each run (`calibration`: run -> its metrics)."""
+    fig, ax = plotting.subplots(1, 2)
+    groups = [_two_lines(m) for m in calibration]
+    for k, metric in enumerate(("ece", "mce")):
+        series = {"before TS": [c[metric] for c in calibration.values()]}
+        series["after TS"] = [c[f"{metric}_ts"] for c in calibration.values()]
+        plotting.bars(ax[k], groups, series)
+        plotting.label(ax[k], y=f"{metric.upper()} (15 bins)", title=metric.upper(), legend=k == 0)
+    return fig
+
+
+def plot_lora(ranks, errors):
+    """Draw the relative error of F^LoRA against sigma^2 r F^FT over the LoRA rank, with an r^(-1/2) guide."""
+    fig, ax = plotting.subplots(1, 1)
+    ranks, errors = np.asarray(ranks), np.asarray(errors)
+    ax.loglog(ranks, errors, "o-", label="measured")
+    ax.loglog(ranks, errors[0] * (ranks / ranks[0]) ** -0.5, "k--", lw=1, label="$r^{-1/2}$")
+    plotting.label(ax, x="LoRA rank r", y="relative error", legend=True)
+    return fig
+
+
+def plot_minilm(text: dict, arms: Iterable[str]):
+    """Draw the head norm along the LP regularisation path, the runs' feature change, and MCE before/after TS.
+
+    `text` is the result of `average_runs` over `run_text`, `arms` the runs it holds."""
+    arms = list(arms)
+    fig, ax = plotting.subplots(1, 3)
+    Cs, norms = zip(*text["lp_norm_path"], strict=True)
+    ax[0].loglog(Cs, norms, "o-", label="L2 LP")
+    plotting.reference(ax[0], text["head_norm_init"], color="k", label="initial head")
+    ax[0].axvline(text["lp_C"], color="C3", ls=":", label="C chosen by CV")  # default width: dotted, visible
+    plotting.label(
+        ax[0], x="C (inverse L2 strength)", y="$\\|V\\|_F$ after LP", title="(a) head norm vs C", legend=True
+    )
+    tuned = [m for m in arms if m != "LP"]
+    ax[1].bar(range(len(tuned)), [text[f"fc_{m}"] for m in tuned], color=[f"C{k}" for k in range(len(tuned))])
+    plotting.ticks(ax[1], range(len(tuned)), labels=[_two_lines(m) for m in tuned])
+    plotting.label(ax[1], y="mean $\\|\\phi - \\phi_0\\|$", title="(b) feature change")
+    mce = {
+        "before TS": [text[f"cal_{m}"]["mce"] for m in arms],
+        "after TS": [text[f"cal_{m}"]["mce_ts"] for m in arms],
+    }
+    plotting.bars(ax[2], [_two_lines(m) for m in arms], mce)
+    plotting.label(ax[2], y="MCE (15 bins)", title="(c) MCE", legend=True)
+    return fig

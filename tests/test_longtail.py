@@ -412,3 +412,106 @@ def test_knockout_gamma_from_the_wrong_spread_fails_the_gamma_claim():
         pred = lt.predict(lt_rep["z_test"], "mla", lt_rep["counts"], gamma)
         acc = lt.per_class_accuracy(pred, lt_rep["y_test"], 10).mean().item()
         assert _holds((acc - ev["none"]["acc"]) / gain, at_least=0.5) is expect, (arm, s, gamma)
+
+
+# Figures: each draws the values it is given, in the expected panels.
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _bar_heights(ax):
+    return [p.get_height() for p in ax.patches]
+
+
+def test_plot_angles_draws_the_errors_every_pair_and_the_rho_sweep():
+    counts = np.array([50, 20, 8, 3])
+    grid = np.linspace(0.0, 1.0, 5)
+    errors = {"MLA": torch.tensor([0.3, 0.1, 0.05, 0.1, 0.2]), "ALA": torch.tensor([0.3, 0.2, 0.15, 0.2, 0.4])}
+    best = {"MLA": (0.5, 0.05), "ALA": (0.5, 0.15)}
+    rhos = {"3": lt.etf_angle(3), "∞": math.pi / 2}
+    sweep = {"3": {"MLA": (0.5, 0.2), "ALA": (0.5, 0.1)}, "∞": {"MLA": (0.4, 0.01), "ALA": (0.3, 0.08)}}
+    fig = lt.plot_angles(counts, grid, errors, best, sweep, rhos, 0.5)
+    left, middle, right = fig.axes
+    np.testing.assert_allclose(left.lines[0].get_ydata(), errors["MLA"])
+    np.testing.assert_allclose(left.lines[2].get_ydata(), errors["ALA"])
+    assert left.get_yscale() == "log" and right.get_yscale() == "log"
+    # one point per ordered pair of classes, at the 1vs1 angle and the implied angle of the best gamma
+    off = ~torch.eye(4, dtype=torch.bool)
+    np.testing.assert_allclose(middle.lines[1].get_xdata(), lt.onevsone_angles(counts, 0.5)[off])
+    np.testing.assert_allclose(middle.lines[1].get_ydata(), lt.mla_angles(counts, 0.5)[off])
+    np.testing.assert_allclose(right.lines[0].get_ydata(), [0.2, 0.01])
+    np.testing.assert_allclose(right.lines[1].get_ydata(), [0.1, 0.08])
+    _close(fig)
+
+
+def test_plot_collapse_draws_the_mean_curves_of_both_heads():
+    def rep(scale):
+        return {"hist": {"epoch": [1, 2, 3], "nc1": [scale, scale / 2, scale / 4], "etf_gap": [scale, 0.5, 0.1]}}
+
+    reps = {"ETF head": [rep(1.0), rep(3.0)], "learned head": [rep(2.0), rep(2.0)]}
+    fig = lt.plot_collapse(reps)
+    nc1, gap = fig.axes
+    np.testing.assert_allclose(nc1.lines[0].get_ydata(), [2.0, 1.0, 0.5])
+    np.testing.assert_allclose(gap.lines[1].get_ydata(), [2.0, 0.5, 0.1])
+    assert nc1.get_yscale() == "log" and [t.get_text() for t in nc1.get_legend().get_texts()] == list(reps)
+    _close(fig)
+
+
+def test_plot_spread_draws_every_class_at_the_long_tailed_counts():
+    counts = np.array([40, 10, 2])
+    reps = {
+        "ETF head": [{"counts": counts, "spread_val": torch.tensor([0.1, 0.2, 0.4])}],
+        "balanced": [{"counts": np.full(3, 17), "spread_val": torch.tensor([0.3, 0.3, 0.3])}],
+    }
+    fig = lt.plot_spread(reps, {"ETF head": np.array([-0.5]), "balanced": np.array([0.0])})
+    (ax,) = fig.axes
+    np.testing.assert_allclose(ax.lines[0].get_xdata(), counts)
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.1, 0.2, 0.4])
+    np.testing.assert_allclose(ax.lines[2].get_xdata(), counts)  # the balanced arm at the long-tailed counts
+    np.testing.assert_allclose(ax.lines[2].get_ydata(), [0.3, 0.3, 0.3])
+    assert ax.get_xscale() == "log"
+    _close(fig)
+
+
+def test_plot_adjusters_draws_mean_bars_and_replicates():
+    acc = {m: np.array([v, v + 0.02]) for m, v in (("none", 0.8), ("ala", 0.9), ("mla", 0.91), ("1vs1", 0.92))}
+    agree = {m: np.array([v, v]) for m, v in (("none", 0.7), ("ala", 0.95), ("mla", 0.99))}
+    names = {"none": "none", "ala": "ALA", "mla": "MLA", "1vs1": "1vs1"}
+    fig = lt.plot_adjusters(acc, agree, names)
+    left, right = fig.axes
+    np.testing.assert_allclose(_bar_heights(left), [0.81, 0.91, 0.92, 0.93])
+    np.testing.assert_allclose(_bar_heights(right), [0.7, 0.95, 0.99])
+    np.testing.assert_allclose(left.lines[1].get_ydata(), acc["ala"])
+    assert [t.get_text() for t in right.get_xticklabels()] == ["none", "ALA", "MLA"]
+    _close(fig)
+
+
+def test_plot_gamma_draws_the_group_curves_and_the_gammas():
+    gammas = np.array([0.0, 0.5, 1.0])
+    curves = {"head (3)": np.array([0.9, 0.9, 0.8]), "medium (4)": np.array([0.7, 0.8, 0.8])}
+    fig = lt.plot_gamma(gammas, curves, (0.3, 0.6), 0.6, [0.5, 0.5, 1.0])
+    (ax,) = fig.axes
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), curves["head (3)"])
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), curves["medium (4)"])
+    verticals = [line.get_xdata()[0] for line in ax.lines[2:5]]
+    assert verticals == [0.6, 0.5, 1.0]  # the predicted gamma, then each distinct tuned gamma
+    _close(fig)
+
+
+def test_plot_many_classes_draws_the_edges_and_the_agreement():
+    edge = {10: {"tuned": np.array([-0.01, 0.01]), "oracle": np.array([0.0, 0.02])}}
+    edge[100] = {"tuned": np.array([0.01, 0.03]), "oracle": np.array([0.02, 0.02])}
+    agree = {
+        10: {"mla": np.array([0.8]), "ala": np.array([0.7])},
+        100: {"mla": np.array([0.9]), "ala": np.array([0.6])},
+    }
+    fig = lt.plot_many_classes(edge, agree)
+    left, right = fig.axes
+    np.testing.assert_allclose(_bar_heights(left), [0.0, 0.01, 0.02, 0.02])
+    np.testing.assert_allclose(_bar_heights(right), [0.8, 0.7, 0.9, 0.6])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["K = 10", "K = 100"]
+    _close(fig)

@@ -445,3 +445,89 @@ def test_squared_loss_lp_reaches_the_least_squares_head():
     target = torch.nn.functional.one_hot(y, 3).double()
     W = torch.linalg.lstsq(phi, target).solution.float()
     assert torch.allclose(model.head.weight, W[:-1].T, atol=1e-3) and torch.allclose(model.head.bias, W[-1], atol=1e-3)
+
+
+# Figures: each draws the values it is given, in the expected panels.
+
+
+def _close(fig):
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _bar_heights(ax):
+    return [p.get_height() for p in ax.patches]
+
+
+def test_plot_decomposition_draws_both_kernels_and_the_step_errors():
+    from lib.lpft import plot_decomposition
+    from lib.ntk import kernel_matrix
+
+    gen = torch.Generator().manual_seed(0)
+    dec = {"P": torch.randn(3, 3, 2, 2, generator=gen), "F": 10 * torch.randn(3, 3, 2, 2, generator=gen)}
+    dec["one_step"] = [(1e-2, 1e-3), (1e-3, 1e-4), (1e-4, 1e-5)]
+    fig = plot_decomposition(dec)
+    axes = [ax for ax in fig.axes if ax.images]  # the two heat maps (their colour bars are axes too)
+    assert len(axes) == 2 and len(fig.axes) == 5
+    for ax, name in zip(axes, ("P", "F"), strict=True):
+        assert (ax.images[0].get_array() == kernel_matrix(dec[name]).numpy()).all()
+    step = fig.axes[2]
+    assert step.get_xscale() == "log"
+    assert list(step.lines[0].get_ydata()) == [1e-3, 1e-4, 1e-5]
+    _close(fig)
+
+
+def test_plot_transfer_draws_the_four_panels():
+    from lib.lpft import plot_transfer
+
+    first_run = {"lp_head_norms": [1.0, 2.0, 4.0], "head_norm_ft": 1.5}
+    accuracy = {"LP": [0.8, 0.6], "FT": [0.7, 0.5], "FT (larger rate)": [0.85, 0.6], "LP-FT": [0.9, 0.7]}
+    fig = plot_transfer(first_run, {"FT": 3.0, "LP-FT": 1.0}, [0.3, 1.0, 3.0], [5.0, 2.0, 1.0], accuracy)
+    norms, change, sweep, acc = fig.axes
+    assert list(norms.lines[0].get_ydata()) == [1.0, 2.0, 4.0] and norms.lines[1].get_ydata()[0] == 1.5
+    assert _bar_heights(change) == [3.0, 1.0]
+    assert list(sweep.lines[0].get_ydata()) == [5.0, 2.0, 1.0] and sweep.get_xscale() == "log"
+    assert _bar_heights(acc) == [0.8, 0.6, 0.7, 0.5, 0.85, 0.6, 0.9, 0.7]
+    _close(fig)
+
+
+def test_plot_calibration_draws_before_and_after_temperature_scaling():
+    from lib.lpft import plot_calibration
+
+    calibration = {
+        "FT": {"T": 0.5, "ece": 0.2, "ece_ts": 0.05, "mce": 0.4, "mce_ts": 0.1},
+        "LP-FT": {"T": 2.0, "ece": 0.1, "ece_ts": 0.03, "mce": 0.3, "mce_ts": 0.2},
+    }
+    fig = plot_calibration(calibration)
+    ece, mce = fig.axes
+    assert _bar_heights(ece) == [0.2, 0.1, 0.05, 0.03]
+    assert _bar_heights(mce) == [0.4, 0.3, 0.1, 0.2]
+    assert ece.get_legend() is not None and mce.get_legend() is None
+    _close(fig)
+
+
+def test_plot_lora_draws_the_errors_and_the_guide():
+    from lib.lpft import plot_lora
+
+    fig = plot_lora([1, 4, 16], [0.8, 0.4, 0.2])
+    (ax,) = fig.axes
+    assert list(ax.lines[0].get_ydata()) == [0.8, 0.4, 0.2]
+    assert list(ax.lines[1].get_ydata()) == pytest.approx([0.8, 0.4, 0.2])  # r^(-1/2) from the first point
+    _close(fig)
+
+
+def test_plot_minilm_draws_the_path_the_feature_change_and_the_mce():
+    from lib.lpft import plot_minilm
+
+    arms = ["LP", "FT", "LP-FT"]
+    text = {"lp_norm_path": [(0.1, 0.5), (1.0, 2.0), (10.0, 9.0)], "head_norm_init": 0.8, "lp_C": 1.0}
+    text.update({"fc_FT": 2.0, "fc_LP-FT": 0.5})
+    text.update({f"cal_{m}": {"mce": 0.3 + k / 10, "mce_ts": 0.1 + k / 10} for k, m in enumerate(arms)})
+    fig = plot_minilm(text, arms)
+    path, change, mce = fig.axes
+    assert list(path.lines[0].get_ydata()) == [0.5, 2.0, 9.0]
+    assert path.lines[1].get_ydata()[0] == 0.8 and path.lines[2].get_xdata()[0] == 1.0
+    assert _bar_heights(change) == [2.0, 0.5]
+    assert _bar_heights(mce) == pytest.approx([0.3, 0.4, 0.5, 0.1, 0.2, 0.3])
+    _close(fig)
