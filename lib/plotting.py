@@ -144,8 +144,11 @@ def heatmap(
     cmap: str = "viridis",
     **kwargs,
 ):
-    """Draw a matrix (attention weights, a kernel) with a colour bar labelled `cbar`; returns the image."""
-    image = ax.imshow(matrix, cmap=cmap, aspect="auto", interpolation="nearest", **kwargs)
+    """Draw a matrix (attention weights, a kernel) with a colour bar labelled `cbar`; returns the image (other
+    `imshow` options pass through, e.g. `aspect="equal"` for square cells)."""
+    kwargs.setdefault("aspect", "auto")
+    kwargs.setdefault("interpolation", "nearest")
+    image = ax.imshow(matrix, cmap=cmap, **kwargs)
     ax.grid(False)
     label(ax, x=x, y=y, title=title)
     if cbar is not None:
